@@ -1,0 +1,184 @@
+"""The ``scribble-unet`` command line.
+
+Every user error (a :class:`~scribble_unet.errors.ScribbleUNetError`) is printed as one line,
+``error: <what is wrong>``, with exit status 2; nothing that looks complete is left behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .errors import ScribbleUNetError
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be positive, got {v}")
+    return v
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {v}")
+    return v
+
+
+def _cmd_init_model(args: argparse.Namespace) -> int:
+    from .checkpoint import Checkpoint, save_checkpoint
+    from .model import ModelConfig, build_model
+    from .normalize import Normalization, compute_normalization
+
+    names = tuple(n.strip() for n in args.class_names.split(",")) if args.class_names else ()
+    classes = args.classes or (len(names) if names else 1)
+    config = ModelConfig(depth=args.depth, width=args.width, in_channels=args.channels,
+                         n_classes=classes, class_names=names, norm=args.norm)
+    if args.image:
+        from .io import open_image
+
+        src = open_image(args.image, channel_axis=args.channel_axis)
+        if src.n_channels != args.channels:
+            raise ScribbleUNetError(f"--image has {src.n_channels} channel(s) but --channels is {args.channels}")
+        norm = compute_normalization(src)
+    else:
+        norm = Normalization.identity(args.channels)
+    model = build_model(config, seed=args.seed)
+    save_checkpoint(args.out, Checkpoint.from_model(model, norm, {"kind": "untrained", "seed": args.seed}))
+    print(f"wrote an untrained model ({config.depth} levels, width {config.width}, halo {config.halo} px) to {args.out}")
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from .checkpoint import load_checkpoint
+    from .io import open_image
+    from .predict import predict_to_zarr
+
+    ckpt = load_checkpoint(args.model)
+    image = open_image(args.image, channel_axis=args.channel_axis)
+    if args.workers is not None and args.scheduler:
+        raise ScribbleUNetError("give either --workers or --scheduler, not both")
+    res = predict_to_zarr(
+        ckpt, image, args.out, tile=args.tile, probabilities=args.probabilities, workers=args.workers,
+        scheduler=args.scheduler, threads=args.threads, nan_policy=args.nan_policy, device=args.device,
+        overwrite=args.overwrite, progress=not args.quiet,
+    )
+    for note in res.notes:
+        print(f"note: {note}", file=sys.stderr)
+    if res.skipped:
+        print(f"resumed: {res.skipped} of {res.n_chunks} chunks were already done", file=sys.stderr)
+    print(f"wrote {res.path} (mask at {res.path}/labels/mask"
+          + (f", probabilities at {res.path}/probabilities" if args.probabilities else "") + ")")
+    return 0
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from .convert import convert_to_ome_zarr
+
+    path = convert_to_ome_zarr(args.input, args.output, chunk=args.chunk, channel_axis=args.channel_axis,
+                               progress=not args.quiet, overwrite=args.overwrite)
+    print(f"wrote OME-Zarr image {path}")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    headless = args.headless or not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    return run_demo(Path(args.out), headless=headless, budget=args.time_budget)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    p = argparse.ArgumentParser(
+        prog="scribble-unet",
+        description="Train a U-Net from sparse scribbles and predict on huge images, exactly and lazily.",
+    )
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    d = sub.add_parser("demo", help="run the whole job on the built-in nuclei sample")
+    d.add_argument("--headless", action="store_true", help="do not open napari even if a display is present")
+    d.add_argument("--out", default="scribble-unet-demo", help="folder for the demo's outputs")
+    d.add_argument("--time-budget", type=float, default=60.0, help="training time in seconds (default 60)")
+    d.set_defaults(func=_cmd_demo)
+
+    m = sub.add_parser("init-model", help="write an untrained model to predict with")
+    m.add_argument("--out", required=True, help="model file to write (e.g. model.safetensors)")
+    m.add_argument("--depth", type=_positive_int, default=3)
+    m.add_argument("--width", type=_positive_int, default=16)
+    m.add_argument("--channels", type=_positive_int, default=1, help="input channels")
+    m.add_argument("--classes", type=_positive_int, default=None, help="number of object classes K")
+    m.add_argument("--class-names", default="", help="comma-separated object class names")
+    m.add_argument("--norm", choices=["batch", "none"], default="batch")
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--image", help="compute normalisation statistics from this image")
+    m.add_argument("--channel-axis", type=int, default=None)
+    m.set_defaults(func=_cmd_init_model)
+
+    pr = sub.add_parser("predict", help="predict the mask of a whole image into an OME-Zarr group")
+    pr.add_argument("--model", required=True)
+    pr.add_argument("--image", required=True, help="zarr array, OME-Zarr image or TIFF")
+    pr.add_argument("--out", required=True, help="output zarr group (resumed if it exists)")
+    pr.add_argument("--tile", type=_non_negative_int, default=1024,
+                    help="output chunk side in px, rounded to the model's grid; 0 = one whole-image pass")
+    pr.add_argument("--probabilities", action="store_true", help="also write per-class probabilities")
+    pr.add_argument("--workers", type=_positive_int, default=None, help="run on a local dask cluster")
+    pr.add_argument("--scheduler", default=None, help="address of a dask scheduler, tcp://HOST:PORT")
+    pr.add_argument("--threads", type=_positive_int, default=1, help="chunks predicted at once locally")
+    pr.add_argument("--channel-axis", type=int, default=None)
+    pr.add_argument("--nan-policy", choices=["error", "zero"], default="error",
+                    help="NaN/inf pixels: refuse (default) or predict them as normalised 0")
+    pr.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    pr.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    pr.add_argument("--quiet", action="store_true", help="no progress bar")
+    pr.set_defaults(func=_cmd_predict)
+
+    c = sub.add_parser("convert", help="convert a TIFF (or any readable image) to an OME-Zarr pyramid")
+    c.add_argument("input")
+    c.add_argument("output")
+    c.add_argument("--chunk", type=_positive_int, default=1024)
+    c.add_argument("--channel-axis", type=int, default=None)
+    c.add_argument("--overwrite", action="store_true")
+    c.add_argument("--quiet", action="store_true")
+    c.set_defaults(func=_cmd_convert)
+
+    try:
+        from .cli_train import add_train_parser, run_train
+    except ImportError:  # training not installed in this build
+        pass
+    else:
+        add_train_parser(sub)
+        sub.choices["train"].set_defaults(func=run_train)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ScribbleUNetError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a disk full, a permission lost mid-run: still one line, no traceback
+        print(f"error: {e.strerror or e} ({e.filename})" if e.filename else f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; finished chunks are kept and a rerun resumes", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

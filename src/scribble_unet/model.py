@@ -1,0 +1,203 @@
+"""A 2D U-Net whose tiled prediction is exactly its whole-image prediction.
+
+Design choices that make tiling exact (see ``docs/design.md``):
+
+* two 3x3 "same" convolutions per level, 2x2 max pooling and 2x2 stride-2 transposed convolutions,
+  so every layer is translation-equivariant on the grid of its level;
+* no GroupNorm/InstanceNorm/LayerNorm (statistics over a tile would change with the tile); BatchNorm is
+  allowed because prediction always runs in eval mode, where it is a fixed affine map;
+* the receptive field is computed from the architecture (:func:`receptive_field`), not hard-coded,
+  and the halo used for tiling is that field rounded up to the pooling grid ``2**depth``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from .errors import ScribbleUNetError
+
+NormKind = Literal["batch", "none"]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of the U-Net; stored as JSON in every checkpoint.
+
+    Parameters
+    ----------
+    depth
+        Number of pooling steps. Tile origins lie on multiples of ``2**depth``.
+    width
+        Channels of the first level; each level below doubles it.
+    in_channels
+        Channels of the input image.
+    n_classes
+        Number of object classes K (background excluded). K = 1 gives one logit (sigmoid);
+        K > 1 gives K + 1 logits (softmax over background and the K classes).
+    class_names
+        Names of the K object classes, in order (scribble value k + 1 is class k).
+    norm
+        ``"batch"`` (BatchNorm, eval mode at prediction) or ``"none"``.
+    """
+
+    depth: int = 3
+    width: int = 16
+    in_channels: int = 1
+    n_classes: int = 1
+    class_names: tuple[str, ...] = field(default_factory=lambda: ("object",))
+    norm: NormKind = "batch"
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.depth <= 6:
+            raise ScribbleUNetError(f"model depth must be between 1 and 6, got {self.depth}")
+        if self.width < 1:
+            raise ScribbleUNetError(f"model width must be positive, got {self.width}")
+        if self.in_channels < 1:
+            raise ScribbleUNetError(f"input channels must be positive, got {self.in_channels}")
+        if self.n_classes < 1:
+            raise ScribbleUNetError(f"number of classes must be positive, got {self.n_classes}")
+        names = tuple(self.class_names)
+        if len(names) != self.n_classes:
+            if len(names) == 0 or names == ("object",):
+                names = tuple(f"class{k + 1}" for k in range(self.n_classes)) if self.n_classes > 1 else ("object",)
+            else:
+                raise ScribbleUNetError(
+                    f"{len(names)} class names given for {self.n_classes} classes: {', '.join(names)}"
+                )
+        object.__setattr__(self, "class_names", names)
+        if self.norm not in ("batch", "none"):
+            raise ScribbleUNetError(f"norm must be 'batch' or 'none', got {self.norm!r}")
+
+    @property
+    def out_channels(self) -> int:
+        """Number of logits the network outputs."""
+        return 1 if self.n_classes == 1 else self.n_classes + 1
+
+    @property
+    def align(self) -> int:
+        """Pooling grid: tile origins and padded sizes are multiples of this."""
+        return 2**self.depth
+
+    @property
+    def halo(self) -> int:
+        """Context (px) each side of an output tile so that tiling is exact."""
+        return required_halo(self.depth)
+
+    def to_json(self) -> str:
+        d = asdict(self)
+        d["class_names"] = list(self.class_names)
+        return json.dumps(d, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
+        known = {"depth", "width", "in_channels", "n_classes", "class_names", "norm"}
+        unknown = set(d) - known
+        if unknown:
+            raise ScribbleUNetError(f"unknown model config keys: {', '.join(sorted(unknown))}")
+        d = dict(d)
+        if "class_names" in d:
+            d["class_names"] = tuple(d["class_names"])
+        return cls(**d)
+
+
+def receptive_field(depth: int) -> tuple[int, int]:
+    """Reach of the U-Net's receptive field, in input pixels, to the left and to the right.
+
+    Computed by interval arithmetic through the network, for every phase of the output pixel on the
+    ``2**depth`` pooling grid: each 3x3 convolution widens an interval by one pixel of its level, max
+    pooling maps level-``i`` pixels ``[lo, hi]`` to level ``i - 1`` pixels ``[2 lo, 2 hi + 1]`` and
+    transposed convolution maps them to ``[lo // 2, hi // 2]``. ``tests/test_model.py`` checks the
+    result against the support of the network's gradient.
+    """
+
+    def enc(level: int, lo: int, hi: int) -> tuple[int, int]:
+        lo, hi = lo - 2, hi + 2  # two 3x3 convolutions at this level
+        if level == 0:
+            return lo, hi
+        return enc(level - 1, 2 * lo, 2 * hi + 1)  # input came through a 2x2 max pool
+
+    def dec(level: int, lo: int, hi: int) -> tuple[int, int]:
+        if level == depth:  # bottleneck: convolutions on the pooled deepest encoder level
+            return enc(level, lo, hi)
+        lo, hi = lo - 2, hi + 2
+        a = enc(level, lo, hi)  # skip connection
+        b = dec(level + 1, lo // 2, hi // 2)  # upsampled path
+        return min(a[0], b[0]), max(a[1], b[1])
+
+    left = right = 0
+    for x in range(2**depth):
+        lo, hi = dec(0, x, x)
+        left, right = max(left, x - lo), max(right, hi - x)
+    return left, right
+
+
+def required_halo(depth: int) -> int:
+    """Halo (px) for exact tiling: the receptive field rounded up to a multiple of ``2**depth``."""
+    reach = max(receptive_field(depth))
+    align = 2**depth
+    return -(-reach // align) * align
+
+
+class _DoubleConv(nn.Sequential):
+    def __init__(self, c_in: int, c_out: int, norm: NormKind) -> None:
+        layers: list[nn.Module] = []
+        for c in (c_in, c_out):
+            layers.append(nn.Conv2d(c, c_out, 3, padding=1, bias=norm == "none"))
+            if norm == "batch":
+                layers.append(nn.BatchNorm2d(c_out))
+            layers.append(nn.ReLU(inplace=True))
+        super().__init__(*layers)
+
+
+class UNet(nn.Module):
+    """2D U-Net (Ronneberger et al., 2015) with "same" convolutions and a configurable depth."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        w, d = config.width, config.depth
+        chans = [w * 2**i for i in range(d + 1)]
+        self.down = nn.ModuleList()
+        c_prev = config.in_channels
+        for i in range(d):
+            self.down.append(_DoubleConv(c_prev, chans[i], config.norm))
+            c_prev = chans[i]
+        self.pool = nn.MaxPool2d(2)
+        self.bottom = _DoubleConv(chans[d - 1], chans[d], config.norm)
+        self.up = nn.ModuleList()
+        self.dec = nn.ModuleList()
+        for i in reversed(range(d)):
+            self.up.append(nn.ConvTranspose2d(chans[i + 1], chans[i], 2, stride=2))
+            self.dec.append(_DoubleConv(2 * chans[i], chans[i], config.norm))
+        self.head = nn.Conv2d(chans[0], config.out_channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = self.config.align
+        if x.shape[-1] % a or x.shape[-2] % a:
+            raise ValueError(f"U-Net input sides must be multiples of {a}, got {tuple(x.shape[-2:])}")
+        skips = []
+        for block in self.down:
+            x = block(x)
+            skips.append(x)
+            x = self.pool(x)
+        x = self.bottom(x)
+        for up, block, skip in zip(self.up, self.dec, reversed(skips), strict=True):
+            x = block(torch.cat([up(x), skip], dim=1))
+        return self.head(x)
+
+
+def build_model(config: ModelConfig, seed: int | None = None) -> UNet:
+    """Create a freshly initialised U-Net; ``seed`` makes the initial weights reproducible."""
+    if seed is None:
+        return UNet(config)
+    state = torch.random.get_rng_state()
+    try:
+        torch.manual_seed(seed)
+        return UNet(config)
+    finally:
+        torch.random.set_rng_state(state)

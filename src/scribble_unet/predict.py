@@ -1,0 +1,519 @@
+"""Exact, lazy, tiled prediction.
+
+* :class:`ChunkPredictor` computes the class probabilities of one output chunk from its input window
+  (chunk + halo, reflected at the image borders); it is picklable and builds its network once per
+  process, so the same object serves threads, processes and dask.distributed workers.
+* :func:`predict_lazy` wraps it in dask arrays with ONE task per output chunk and no other
+  dependencies: asking for a region computes only the chunks it touches.
+* :func:`predict_to_zarr` writes the mask (an OME-Zarr label image) and optionally the probabilities,
+  chunk by chunk, resumably; see ``docs/output-format.md``.
+
+Probabilities have shape ``(K, Y, X)``: for one class (K = 1), the sigmoid of the single logit; for
+K > 1 the softmax probabilities of the K object classes (background is ``1 - sum``). The mask holds
+0 for background and k for class k (scribble value k + 1).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from .checkpoint import Checkpoint
+from .errors import InputImageError, ScribbleUNetError
+from .io import ImageSource, open_image
+from .normalize import NanPolicy, Normalization
+from .tiling import TileGrid, read_reflected, reflect_index, round_tile
+
+DEFAULT_TILE = 1024
+
+_MODEL_CACHE: dict[tuple[str, str], torch.nn.Module] = {}
+_MODEL_LOCK = threading.Lock()
+
+
+def _cached_model(checkpoint: Checkpoint, device: str) -> torch.nn.Module:
+    key = (checkpoint.token, device)
+    with _MODEL_LOCK:
+        model = _MODEL_CACHE.get(key)
+        if model is None:
+            model = checkpoint.build(device)
+            _MODEL_CACHE.clear()  # keep one model per process: old checkpoints are not reused
+            _MODEL_CACHE[key] = model
+        return model
+
+
+def resolve_device(device: str = "auto") -> str:
+    """``"auto"`` picks CUDA, then Apple MPS, then the CPU."""
+    if device == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+    if device not in ("cpu", "cuda", "mps") and not device.startswith("cuda:"):
+        raise ScribbleUNetError(f"unknown device {device!r}; use auto, cpu, cuda or mps")
+    return device
+
+
+def logits_to_probabilities(logits: torch.Tensor) -> torch.Tensor:
+    """``(N, C_out, ...)`` logits to ``(N, K, ...)`` object-class probabilities."""
+    if logits.shape[1] == 1:
+        return torch.sigmoid(logits)
+    return torch.softmax(logits, dim=1)[:, 1:]
+
+
+def probabilities_to_mask(prob: np.ndarray) -> np.ndarray:
+    """``(K, ...)`` object-class probabilities to a mask: 0 background, k for class k."""
+    k = prob.shape[0]
+    dtype = np.uint8 if k < 255 else np.uint16
+    if k == 1:
+        return (prob[0] >= 0.5).astype(dtype)
+    background = 1.0 - prob.sum(axis=0, keepdims=True)
+    return np.argmax(np.concatenate([background, prob], axis=0), axis=0).astype(dtype)
+
+
+class ChunkPredictor:
+    """Probabilities of output chunks of one image under one checkpoint.
+
+    Parameters
+    ----------
+    checkpoint
+        The model. Its normalisation is used; a checkpoint without one needs ``normalization``.
+    image
+        The image (anything :func:`~scribble_unet.io.open_image` takes).
+    tile
+        Output chunk side, rounded to a multiple of ``2**depth`` (the rounding is reported in
+        :attr:`notes`); 0 predicts the whole image as one chunk.
+    nan_policy
+        ``"error"`` refuses NaN/inf pixels; ``"zero"`` predicts them as normalised value 0.
+    device
+        ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"mps"``.
+    """
+
+    def __init__(
+        self,
+        checkpoint: Checkpoint,
+        image: Any,
+        tile: int = DEFAULT_TILE,
+        nan_policy: NanPolicy = "error",
+        device: str = "auto",
+        normalization: Normalization | None = None,
+    ) -> None:
+        self.checkpoint = checkpoint
+        self.source: ImageSource = open_image(image)
+        cfg = checkpoint.config
+        if self.source.n_channels != cfg.in_channels:
+            raise InputImageError(
+                f"image has {self.source.n_channels} channel(s) but the model expects {cfg.in_channels}"
+            )
+        norm = normalization or checkpoint.normalization
+        if norm is None:
+            raise ScribbleUNetError("the model has no normalisation statistics; pass normalization=")
+        if norm.n_channels != cfg.in_channels:
+            raise ScribbleUNetError(
+                f"normalisation has {norm.n_channels} channel(s) but the model expects {cfg.in_channels}"
+            )
+        self.normalization = norm
+        self.nan_policy: NanPolicy = nan_policy
+        if nan_policy not in ("error", "zero"):
+            raise ScribbleUNetError(f"nan policy must be 'error' or 'zero', got {nan_policy!r}")
+        self.device = resolve_device(device)
+        self.notes: list[str] = []
+        if tile == 0:
+            self.grid = TileGrid.whole(self.source.shape_yx, cfg.halo, cfg.align)
+        else:
+            rounded = round_tile(tile, cfg.align)
+            if rounded != tile:
+                self.notes.append(f"tile {tile} rounded to {rounded} (a multiple of {cfg.align})")
+            self.grid = TileGrid(self.source.shape_yx, rounded, cfg.halo, cfg.align)
+
+    @property
+    def n_classes(self) -> int:
+        return self.checkpoint.config.n_classes
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.checkpoint.config.class_names
+
+    def __getstate__(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    def window(self, iy: int, ix: int) -> np.ndarray:
+        """Normalised network input ``(C, h, w)`` for chunk ``(iy, ix)``."""
+        y0, y1, x0, x1 = self.grid.input_window(iy, ix)
+        raw = read_reflected(self.source.read, self.source.shape_yx, y0, y1, x0, x1)
+        if self.nan_policy == "error" and np.issubdtype(raw.dtype, np.floating):
+            bad = ~np.isfinite(raw)
+            if bad.any():
+                _, by, bx = (int(v[0]) for v in np.nonzero(bad))
+                h, w = self.source.shape_yx
+                py, px = int(reflect_index(np.array(y0 + by), h)), int(reflect_index(np.array(x0 + bx), w))
+                raise InputImageError(
+                    f"image has NaN/inf pixels (one at y={py}, x={px}); "
+                    "pass --nan-policy zero (nan_policy='zero') to predict them as normalised 0"
+                )
+        return self.normalization.apply(raw, "zero")
+
+    @torch.inference_mode()
+    def probabilities(self, iy: int, ix: int) -> np.ndarray:
+        """Object-class probabilities ``(K, h, w)`` (float32) of output chunk ``(iy, ix)``."""
+        x = self.window(iy, ix)
+        model = _cached_model(self.checkpoint, self.device)
+        t = torch.from_numpy(x)[None].to(self.device)
+        prob = logits_to_probabilities(model(t))[0]
+        halo = self.grid.halo
+        y0, y1, x0, x1 = self.grid.chunk_bounds(iy, ix)
+        out = prob[:, halo : halo + (y1 - y0), halo : halo + (x1 - x0)]
+        return out.float().cpu().numpy()
+
+    def mask(self, iy: int, ix: int) -> np.ndarray:
+        return probabilities_to_mask(self.probabilities(iy, ix))
+
+
+@dataclass
+class LazyPrediction:
+    """Dask views of a prediction: one task per output chunk, computed on demand."""
+
+    probabilities: Any  # dask.array (K, Y, X) float32
+    mask: Any  # dask.array (Y, X) uint8
+    predictor: ChunkPredictor
+
+    @property
+    def grid(self) -> TileGrid:
+        return self.predictor.grid
+
+
+def _proba_task(predictor: ChunkPredictor, iy: int, ix: int) -> np.ndarray:
+    return predictor.probabilities(iy, ix)
+
+
+def predict_lazy(
+    checkpoint: Checkpoint,
+    image: Any,
+    tile: int = DEFAULT_TILE,
+    nan_policy: NanPolicy = "error",
+    device: str = "auto",
+    normalization: Normalization | None = None,
+) -> LazyPrediction:
+    """Lazy probabilities and mask of ``image`` as dask arrays.
+
+    The probability array has one task per output chunk, each reading its window straight from the
+    source; the mask is derived block-wise. Slicing a region and computing it runs only the chunks
+    the region touches.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from scribble_unet.model import ModelConfig, build_model
+    >>> from scribble_unet.checkpoint import Checkpoint
+    >>> from scribble_unet.normalize import Normalization
+    >>> ckpt = Checkpoint.from_model(build_model(ModelConfig(depth=2, width=4), seed=0),
+    ...                              Normalization.identity(1))
+    >>> pred = predict_lazy(ckpt, np.zeros((100, 70), np.float32), tile=32)
+    >>> pred.mask.shape, pred.mask.chunks
+    ((100, 70), ((32, 32, 32, 4), (32, 32, 6)))
+    """
+    import dask.array as da
+    from dask.highlevelgraph import HighLevelGraph
+
+    predictor = ChunkPredictor(checkpoint, image, tile, nan_policy, device, normalization)
+    grid = predictor.grid
+    k = predictor.n_classes
+    name = f"scribble-unet-probabilities-{uuid.uuid4().hex}"
+    dsk: dict[Any, Any] = {(name, 0, iy, ix): (_proba_task, predictor, iy, ix) for iy, ix in grid}
+    graph = HighLevelGraph.from_collections(name, dsk, dependencies=[])
+    prob = da.Array(graph, name, chunks=((k,), *grid.chunks), dtype=np.float32,
+                    meta=np.empty((0, 0, 0), np.float32))
+    mask_dtype = np.uint8 if k < 255 else np.uint16
+    mask = da.map_blocks(probabilities_to_mask, prob, drop_axis=0, dtype=mask_dtype,
+                         meta=np.empty((0, 0), mask_dtype))
+    return LazyPrediction(prob, mask, predictor)
+
+
+def predict_array(
+    checkpoint: Checkpoint, image: Any, tile: int = 0, **kwargs: Any
+) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities ``(K, Y, X)`` and mask ``(Y, X)`` of a small image, as numpy arrays."""
+    pred = predict_lazy(checkpoint, image, tile=tile, **kwargs)
+    prob = pred.probabilities.compute(scheduler="synchronous")
+    return prob, probabilities_to_mask(prob)
+
+
+# --------------------------------------------------------------------------------------------
+# Writing to zarr, resumably
+# --------------------------------------------------------------------------------------------
+
+PROGRESS_ARRAY = "progress"
+MASK_PATH = "labels/mask"
+PROBA_PATH = "probabilities"
+
+
+def _write_chunk(predictor: ChunkPredictor, out: str, iy: int, ix: int, with_proba: bool,
+                 threads: int | None = None) -> tuple[int, int]:
+    """Predict chunk ``(iy, ix)`` and write it; the progress flag is set only after the data."""
+    import zarr
+
+    if threads:
+        torch.set_num_threads(threads)
+    prob = predictor.probabilities(iy, ix)
+    y0, y1, x0, x1 = predictor.grid.chunk_bounds(iy, ix)
+    root = zarr.open_group(out, mode="r+")
+    root[f"{MASK_PATH}/0"][y0:y1, x0:x1] = probabilities_to_mask(prob)  # type: ignore[index]
+    if with_proba:
+        root[f"{PROBA_PATH}/0"][:, y0:y1, x0:x1] = prob  # type: ignore[index]
+    root[PROGRESS_ARRAY][iy, ix] = 1  # type: ignore[index]
+    return iy, ix
+
+
+@dataclass
+class PredictResult:
+    """What :func:`predict_to_zarr` did."""
+
+    path: str
+    n_chunks: int
+    computed: int
+    skipped: int
+    notes: list[str]
+
+
+def _run_info(predictor: ChunkPredictor, with_proba: bool) -> dict[str, Any]:
+    from . import __version__
+
+    return {
+        "version": __version__,
+        "model_token": predictor.checkpoint.token,
+        "image_shape": list(predictor.source.shape_yx),
+        "tile": predictor.grid.tile,
+        "classes": list(predictor.class_names),
+        "probabilities": with_proba,
+        "nan_policy": predictor.nan_policy,
+        "complete": False,
+    }
+
+
+def _prepare_output(out: str, predictor: ChunkPredictor, with_proba: bool, overwrite: bool) -> Any:
+    """Create the output group, or reopen it to resume a run with the same model, image and tile."""
+    import shutil
+
+    import zarr
+
+    from . import ngff
+
+    info = _run_info(predictor, with_proba)
+    if os.path.exists(out):
+        if overwrite:
+            shutil.rmtree(out) if os.path.isdir(out) else os.remove(out)
+        else:
+            try:
+                root = zarr.open_group(out, mode="r+")
+                old: dict[str, Any] = dict(root.attrs.get("scribble_unet", {}))  # type: ignore[arg-type]
+            except Exception as e:  # not a zarr group at all
+                raise ScribbleUNetError(f"{out} exists and is not a scribble-unet output; choose another path") from e
+            if not old:
+                raise ScribbleUNetError(f"{out} exists and is not a scribble-unet output; choose another path")
+            same = {k: old.get(k) for k in ("model_token", "image_shape", "tile", "probabilities", "nan_policy")}
+            want = {k: info[k] for k in same}
+            if same != want:
+                diff = ", ".join(k for k in same if same[k] != want[k])
+                raise ScribbleUNetError(
+                    f"{out} holds a prediction made with another {diff}; pass --overwrite or choose another path"
+                )
+            return root
+    parent = os.path.dirname(os.path.abspath(out))
+    if not os.path.isdir(parent):
+        raise ScribbleUNetError(f"output folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise ScribbleUNetError(f"output folder {parent} is not writable")
+    grid = predictor.grid
+    h, w = grid.shape_yx
+    t = grid.tile
+    k = predictor.n_classes
+    root = zarr.open_group(out, mode="w", zarr_format=2)
+    root.attrs["scribble_unet"] = info
+    labels = root.create_group("labels")
+    labels.attrs["labels"] = ["mask"]
+    mask = labels.create_group("mask")
+    mask.create_array("0", shape=(h, w), chunks=(t, t), dtype=np.uint8 if k < 255 else np.uint16, fill_value=0)
+    mask.attrs["multiscales"] = ngff.multiscales("mask", "yx", 1)
+    mask.attrs["image-label"] = ngff.image_label(predictor.class_names)
+    if with_proba:
+        proba = root.create_group(PROBA_PATH)
+        proba.create_array("0", shape=(k, h, w), chunks=(k, t, t), dtype=np.float32, fill_value=0.0)
+        proba.attrs["multiscales"] = ngff.multiscales("probabilities", "cyx", 1)
+        proba.attrs["omero"] = {"channels": [{"label": n} for n in predictor.class_names]}
+    ny, nx = grid.n_chunks
+    root.create_array(PROGRESS_ARRAY, shape=(ny, nx), chunks=(1, 1), dtype=np.uint8, fill_value=0)
+    return root
+
+
+def _build_mask_pyramid(out: str, tile: int) -> int:
+    """Write nearest-neighbour levels 1, 2, ... of the mask until the largest side fits one tile."""
+    import dask.array as da
+    import zarr
+
+    from . import ngff
+
+    group = zarr.open_group(f"{out}/{MASK_PATH}", mode="r+")
+    level = 0
+    prev = da.from_zarr(group["0"])
+    while max(prev.shape) > tile:
+        level += 1
+        nxt = prev[::2, ::2].rechunk((tile, tile))
+        arr = group.create_array(str(level), shape=nxt.shape, chunks=(tile, tile), dtype=nxt.dtype,
+                                 fill_value=0, overwrite=True)
+        da.store(nxt, arr, lock=False, scheduler="threads")  # type: ignore[arg-type]
+        prev = da.from_zarr(arr)
+    group.attrs["multiscales"] = ngff.multiscales("mask", "yx", level + 1)
+    return level + 1
+
+
+def predict_to_zarr(
+    checkpoint: Checkpoint,
+    image: Any,
+    out: str | os.PathLike[str],
+    tile: int = DEFAULT_TILE,
+    probabilities: bool = False,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    threads: int = 1,
+    nan_policy: NanPolicy = "error",
+    device: str = "auto",
+    overwrite: bool = False,
+    progress: bool | Callable[[int, int], None] = True,
+    cancel: threading.Event | None = None,
+) -> PredictResult:
+    """Predict the whole image into an OME-Zarr group at ``out``, chunk by chunk, resumably.
+
+    Parameters
+    ----------
+    workers
+        Run on a new ``dask.distributed.LocalCluster`` with this many single-threaded worker
+        processes.
+    scheduler
+        Address of an existing dask scheduler (``tcp://host:port``) to run on.
+    threads
+        Chunks predicted at once by the local thread pool (when neither ``workers`` nor
+        ``scheduler`` is given). Torch already uses every core within a chunk, so 1 is the default.
+    progress
+        ``True`` shows a tqdm bar on stderr, a callable receives ``(done, total)``.
+    cancel
+        Set this event to stop after the chunks in flight; finished chunks stay done for a resume.
+
+    Chunks already flagged done by an earlier run with the same model, image and tile are skipped;
+    a chunk's flag is written only after its data. The root attribute ``scribble_unet.complete``
+    becomes true only when every chunk and the mask pyramid are written.
+    """
+    import zarr
+
+    out = os.fspath(out)
+    predictor = ChunkPredictor(checkpoint, image, tile, nan_policy, device)
+    root = _prepare_output(out, predictor, probabilities, overwrite)
+    grid = predictor.grid
+    done = np.asarray(root[PROGRESS_ARRAY][...])
+    todo = [(iy, ix) for iy, ix in grid if not done[iy, ix]]
+    total = len(grid.chunks[0]) * len(grid.chunks[1])
+    skipped = total - len(todo)
+
+    bar = None
+    if progress is True:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, initial=skipped, unit="chunk", desc="predict", dynamic_ncols=True)
+
+    def advance(n_done: int) -> None:
+        if bar is not None:
+            bar.update(1)
+        elif callable(progress):
+            progress(n_done, total)
+
+    n_done = skipped
+    try:
+        if workers or scheduler:
+            _run_distributed(predictor, out, todo, probabilities, workers, scheduler, advance, cancel)
+        else:
+            from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+            with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+                pending: set[Any] = set()
+                it = iter(todo)
+                while True:
+                    while len(pending) < 2 * max(1, threads) and not (cancel and cancel.is_set()):
+                        nxt = next(it, None)
+                        if nxt is None:
+                            break
+                        pending.add(pool.submit(_write_chunk, predictor, out, nxt[0], nxt[1], probabilities))
+                    if not pending:
+                        break
+                    finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for f in finished:
+                        f.result()
+                        n_done += 1
+                        advance(n_done)
+    finally:
+        if bar is not None:
+            bar.close()
+    if cancel is not None and cancel.is_set():
+        final: Any = zarr.open_group(out, mode="r")
+        done_now = int(np.asarray(final[PROGRESS_ARRAY][...]).sum())
+        return PredictResult(out, total, done_now - skipped, skipped, [*predictor.notes, "cancelled"])
+    _build_mask_pyramid(out, grid.tile)
+    info: dict[str, Any] = dict(root.attrs["scribble_unet"])
+    info["complete"] = True
+    root.attrs["scribble_unet"] = info
+    return PredictResult(out, total, len(todo), skipped, predictor.notes)
+
+
+def _run_distributed(
+    predictor: ChunkPredictor,
+    out: str,
+    todo: list[tuple[int, int]],
+    with_proba: bool,
+    workers: int | None,
+    scheduler: str | None,
+    advance: Callable[[int], None],
+    cancel: threading.Event | None,
+) -> None:
+    try:
+        from distributed import Client, LocalCluster, as_completed
+    except ImportError as e:
+        raise ScribbleUNetError(
+            "--workers/--scheduler need dask.distributed: pip install 'napari-scribble-unet[distributed]'"
+        ) from e
+    cluster = None
+    if scheduler:
+        try:
+            client = Client(scheduler, timeout="10s")
+        except OSError as e:
+            raise ScribbleUNetError(f"cannot reach the dask scheduler at {scheduler}: {e}") from e
+    else:
+        if workers is None or workers < 1:
+            raise ScribbleUNetError(f"--workers must be a positive number, got {workers}")
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                               dashboard_address=None)
+        client = Client(cluster)
+    try:
+        n_cores = os.cpu_count() or 1
+        per_worker = max(1, n_cores // max(1, len(client.scheduler_info().get("workers", {})) or 1))
+        fut_pred = client.scatter(predictor, broadcast=True)
+        futures = [
+            client.submit(_write_chunk, fut_pred, out, iy, ix, with_proba, per_worker, pure=False)
+            for iy, ix in todo
+        ]
+        n = len(todo) - len(futures)
+        for f in as_completed(futures):
+            f.result()
+            n += 1
+            advance(n)
+            if cancel is not None and cancel.is_set():
+                client.cancel(futures)
+                break
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()

@@ -1,0 +1,59 @@
+"""Small builders shared by the core tests."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from scribble_unet.checkpoint import Checkpoint
+from scribble_unet.model import ModelConfig, build_model
+from scribble_unet.normalize import Normalization
+
+
+def make_checkpoint(
+    depth: int = 2,
+    width: int = 4,
+    channels: int = 1,
+    classes: int = 1,
+    norm: str = "batch",
+    seed: int = 0,
+    trained: bool = True,
+) -> Checkpoint:
+    """A small model whose weights look trained: random BatchNorm statistics and scaled weights.
+
+    Fresh initialisations have BatchNorm at identity; perturbing the running statistics and the
+    weights makes every layer matter, so exactness checks cannot pass by accident.
+    """
+    cfg = ModelConfig(depth=depth, width=width, in_channels=channels, n_classes=classes, norm=norm)  # type: ignore[arg-type]
+    model = build_model(cfg, seed=seed)
+    if trained:
+        g = torch.Generator().manual_seed(seed + 1)
+        with torch.no_grad():
+            for mod in model.modules():
+                if isinstance(mod, torch.nn.BatchNorm2d):
+                    mod.running_mean.copy_(torch.rand(mod.num_features, generator=g) - 0.5)
+                    mod.running_var.copy_(torch.rand(mod.num_features, generator=g) + 0.5)
+                    mod.weight.copy_(torch.rand(mod.num_features, generator=g) + 0.5)
+                    mod.bias.copy_(torch.rand(mod.num_features, generator=g) - 0.5)
+                elif isinstance(mod, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
+                    mod.weight.mul_(1.5)
+    norm_stats = Normalization(low=(0.0,) * channels, high=(1.0,) * channels)
+    return Checkpoint.from_model(model, norm_stats, {"kind": "test"})
+
+
+def whole_image_reference(ckpt: Checkpoint, image: np.ndarray) -> np.ndarray:
+    """The definition of one whole-image pass, written independently of the tiling code.
+
+    ``image`` is (C, Y, X) already normalised (the test checkpoints use the identity map).
+    """
+    from scribble_unet.predict import logits_to_probabilities
+
+    cfg = ckpt.config
+    halo, a = cfg.halo, cfg.align
+    _, h, w = image.shape
+    hp, wp = -(-h // a) * a, -(-w // a) * a
+    padded = np.pad(image, ((0, 0), (halo, halo + hp - h), (halo, halo + wp - w)), mode="reflect")
+    model = ckpt.build("cpu")
+    with torch.inference_mode():
+        prob = logits_to_probabilities(model(torch.from_numpy(padded.astype(np.float32))[None]))[0]
+    return prob[:, halo : halo + h, halo : halo + w].numpy()

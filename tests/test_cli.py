@@ -1,0 +1,117 @@
+"""The command line: happy paths and one-line errors for bad input."""
+
+import os
+
+import numpy as np
+import pytest
+import zarr
+
+from helpers import make_checkpoint
+from scribble_unet.checkpoint import save_checkpoint
+from scribble_unet.cli import main
+
+
+@pytest.fixture
+def model(tmp_path):
+    return str(save_checkpoint(tmp_path / "m.safetensors", make_checkpoint(depth=2, width=4)))
+
+
+@pytest.fixture
+def image(tmp_path):
+    path = str(tmp_path / "img.zarr")
+    arr = zarr.create_array(store=path, shape=(90, 70), chunks=(32, 32), dtype=np.uint16)
+    arr[...] = np.random.default_rng(0).integers(0, 1000, (90, 70))
+    return path
+
+
+def run(capsys, *args):
+    code = main(list(args))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_init_model_and_predict(tmp_path, capsys, image) -> None:
+    m = str(tmp_path / "init.safetensors")
+    code, out, _ = run(capsys, "init-model", "--out", m, "--depth", "2", "--width", "4", "--image", image)
+    assert code == 0 and "halo 24 px" in out
+    out_zarr = str(tmp_path / "p.zarr")
+    code, out, err = run(capsys, "predict", "--model", m, "--image", image, "--out", out_zarr, "--tile", "30", "--quiet")
+    assert code == 0, err
+    assert "tile 30 rounded to 32" in err
+    assert zarr.open_group(out_zarr, mode="r")["labels/mask/0"].shape == (90, 70)
+    # run again: everything is resumed, nothing recomputed
+    code, _, err = run(capsys, "predict", "--model", m, "--image", image, "--out", out_zarr, "--tile", "32", "--quiet")
+    assert code == 0 and "16 of 16 chunks were already done" not in err
+    assert "chunks were already done" in err
+
+
+def test_tile_zero_is_whole_image_pass(tmp_path, capsys, model, image) -> None:
+    a, b = str(tmp_path / "a.zarr"), str(tmp_path / "b.zarr")
+    assert run(capsys, "predict", "--model", model, "--image", image, "--out", a, "--tile", "0", "--quiet", "--probabilities")[0] == 0
+    assert run(capsys, "predict", "--model", model, "--image", image, "--out", b, "--tile", "32", "--quiet", "--probabilities")[0] == 0
+    pa = zarr.open_group(a, mode="r")["probabilities/0"][...]
+    pb = zarr.open_group(b, mode="r")["probabilities/0"][...]
+    assert np.abs(pa - pb).max() <= 1e-5
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model", "{tmp}/missing.safetensors"], "model file .*missing.safetensors does not exist"),
+        (["--image", "{tmp}/nothing.zarr"], "does not exist"),
+        (["--image", "{tmp}/notes.txt"], "not an image|cannot read"),
+        (["--model", "{tmp}/notes.txt"], "not a scribble-unet model"),
+        (["--image", "{tmp}/rgb.zarr"], "image has 3 channel"),
+        (["--image", "{tmp}/4d.zarr"], "axes|dimensions"),
+        (["--out", "{tmp}/ro/out.zarr"], "not writable"),
+        (["--out", "{tmp}/nofolder/out.zarr"], "does not exist"),
+    ],
+)
+def test_bad_input_is_one_line_error(tmp_path, capsys, model, image, args, message) -> None:
+    import re
+
+    (tmp_path / "notes.txt").write_text("hello")
+    zarr.create_array(store=str(tmp_path / "rgb.zarr"), shape=(40, 40, 3), chunks=(20, 20, 3), dtype=np.uint8)
+    zarr.create_array(store=str(tmp_path / "4d.zarr"), shape=(2, 3, 40, 40), chunks=(1, 1, 20, 20), dtype=np.uint8)
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    os.chmod(ro, 0o500)
+    base = {"--model": model, "--image": image, "--out": str(tmp_path / "out.zarr")}
+    for flag, value in zip(args[::2], args[1::2], strict=True):
+        base[flag] = value.format(tmp=tmp_path)
+    argv = ["predict", "--quiet"] + [x for kv in base.items() for x in kv]
+    try:
+        code, _, err = run(capsys, *argv)
+    finally:
+        os.chmod(ro, 0o700)
+    if os.geteuid() == 0 and "ro/" in base["--out"]:
+        pytest.skip("root can write into read-only folders")
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert re.search(message, lines[0]), lines[0]
+    assert "Traceback" not in err
+
+
+def test_nan_image_error_and_policy(tmp_path, capsys, model) -> None:
+    path = str(tmp_path / "nan.zarr")
+    arr = zarr.create_array(store=path, shape=(40, 40), chunks=(20, 20), dtype=np.float32)
+    data = np.ones((40, 40), np.float32)
+    data[5, 7] = np.inf
+    arr[...] = data
+    out = str(tmp_path / "o.zarr")
+    code, _, err = run(capsys, "predict", "--model", model, "--image", path, "--out", out, "--quiet")
+    assert code == 2 and "NaN/inf pixels (one at y=5, x=7)" in err
+    assert zarr.open_group(out, mode="r").attrs["scribble_unet"]["complete"] is False
+    code, _, err = run(capsys, "predict", "--model", model, "--image", path, "--out", out, "--quiet", "--nan-policy", "zero")
+    assert code == 2 and "another" in err  # a different policy is not mixed into the same output silently
+    code, _, err = run(capsys, "predict", "--model", model, "--image", path, "--out", out, "--quiet", "--nan-policy", "zero", "--overwrite")
+    assert code == 0, err
+
+
+def test_argument_errors_exit_non_zero(capsys, model, image, tmp_path) -> None:
+    with pytest.raises(SystemExit) as e:
+        main(["predict", "--model", model, "--image", image, "--out", str(tmp_path / "o"), "--tile", "-3"])
+    assert e.value.code == 2
+    with pytest.raises(SystemExit):
+        main(["predict", "--model", model, "--image", image, "--out", str(tmp_path / "o"), "--workers", "0"])

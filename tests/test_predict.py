@@ -1,0 +1,195 @@
+"""Lazy prediction, the zarr export, resuming and the distributed path."""
+
+import threading
+
+import numpy as np
+import pytest
+import zarr
+
+from helpers import make_checkpoint, whole_image_reference
+from scribble_unet import predict as predict_mod
+from scribble_unet.errors import InputImageError, ScribbleUNetError
+from scribble_unet.io import ArraySource
+from scribble_unet.predict import predict_array, predict_lazy, predict_to_zarr
+
+
+class CountingSource(ArraySource):
+    """An image that records every window read from it."""
+
+    def __init__(self, array: np.ndarray) -> None:
+        super().__init__(array)
+        self.reads: list[tuple[int, int, int, int]] = []
+        self._lock = threading.Lock()
+
+    def read(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        with self._lock:
+            self.reads.append((y0, y1, x0, x1))
+        return super().read(y0, y1, x0, x1)
+
+
+def test_region_of_large_image_computes_only_touched_chunks() -> None:
+    # 4096 x 4096 image defined lazily (a zarr array in memory that is never filled)
+    big = zarr.create_array(store={}, shape=(4096, 4096), chunks=(256, 256), dtype=np.float32, fill_value=0.5)
+    src = CountingSource(big)
+    ckpt = make_checkpoint(depth=2, width=4)
+    pred = predict_lazy(ckpt, src, tile=256, device="cpu")
+    assert pred.probabilities.numblocks == (1, 16, 16)
+    region = pred.mask[800:1000, 2000:2300].compute()
+    assert region.shape == (200, 300)
+    # rows 800:1000 lie in chunk row 3; columns 2000:2300 in chunk columns 7 and 8
+    assert len(src.reads) == 2
+    halo = ckpt.config.halo
+    for y0, y1, x0, _x1 in src.reads:
+        assert (y0, y1) == (768 - halo, 1024 + halo)
+        assert x0 in (7 * 256 - halo, 8 * 256 - halo)
+
+
+def test_graph_has_one_task_per_chunk_and_no_input_dependencies() -> None:
+    ckpt = make_checkpoint()
+    pred = predict_lazy(ckpt, np.zeros((100, 130), np.float32), tile=32, device="cpu")
+    graph = dict(pred.probabilities.__dask_graph__())
+    assert len(graph) == 4 * 5
+
+
+def _ome_read(path: str):
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Reader
+
+    nodes = list(Reader(parse_url(path))())
+    return nodes[0]
+
+
+def test_export_layout_and_equality_with_lazy_prediction(tmp_path) -> None:
+    ckpt = make_checkpoint(depth=2, width=4, classes=2)
+    img = np.random.default_rng(1).normal(size=(150, 97)).astype(np.float32)
+    out = str(tmp_path / "pred.zarr")
+    res = predict_to_zarr(ckpt, img, out, tile=64, probabilities=True, progress=False, device="cpu")
+    assert (res.n_chunks, res.computed, res.skipped) == (6, 6, 0)
+    root = zarr.open_group(out, mode="r")
+    assert root.attrs["scribble_unet"]["complete"] is True
+    prob, mask = predict_array(ckpt, img, device="cpu")
+    assert np.array_equal(root["labels/mask/0"][...], mask)
+    assert np.abs(root["probabilities/0"][...] - prob).max() <= 1e-5
+    ref = whole_image_reference(ckpt, img[None])
+    assert np.abs(root["probabilities/0"][...] - ref).max() <= 1e-5
+    # the label image is OME-Zarr: multiscales with a pyramid and image-label with class names
+    attrs = root["labels/mask"].attrs
+    assert [d["path"] for d in attrs["multiscales"][0]["datasets"]] == ["0", "1", "2"]
+    assert root["labels/mask/1"].shape == (75, 49)
+    assert np.array_equal(root["labels/mask/1"][...], mask[::2, ::2])
+    names = {p["label-value"]: p["class"] for p in attrs["image-label"]["properties"]}
+    assert names == {0: "background", 1: "class1", 2: "class2"}
+    node = _ome_read(out + "/labels/mask")
+    assert node.load(__import__("ome_zarr.reader", fromlist=["Label"]).Label)
+    assert node.data[0].shape == (150, 97)
+
+
+def test_interrupted_run_resumes_without_recomputing(tmp_path, monkeypatch) -> None:
+    ckpt = make_checkpoint(depth=2, width=4)
+    img = np.random.default_rng(2).random((200, 200)).astype(np.float32)
+    out = str(tmp_path / "p.zarr")
+    calls: list[tuple[int, int]] = []
+    real = predict_mod.ChunkPredictor.probabilities
+
+    def crashing(self, iy, ix):
+        if len(calls) == 5:
+            raise RuntimeError("simulated crash")
+        calls.append((iy, ix))
+        return real(self, iy, ix)
+
+    monkeypatch.setattr(predict_mod.ChunkPredictor, "probabilities", crashing)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        predict_to_zarr(ckpt, img, out, tile=64, progress=False, device="cpu")
+    root = zarr.open_group(out, mode="r")
+    assert root.attrs["scribble_unet"]["complete"] is False  # never looks finished
+    assert int(root["progress"][...].sum()) == 5
+    first = list(calls)
+    calls.clear()
+    monkeypatch.setattr(predict_mod.ChunkPredictor, "probabilities", lambda self, iy, ix: (calls.append((iy, ix)), real(self, iy, ix))[1])
+    res = predict_to_zarr(ckpt, img, out, tile=64, progress=False, device="cpu")
+    assert res.skipped == 5 and res.computed == 11
+    assert not set(first) & set(calls)
+    assert zarr.open_group(out, mode="r").attrs["scribble_unet"]["complete"] is True
+    assert np.array_equal(zarr.open_group(out, mode="r")["labels/mask/0"][...], predict_array(ckpt, img, device="cpu")[1])
+
+
+def test_chunk_flag_written_after_data(tmp_path, monkeypatch) -> None:
+    """A crash between the data write and the flag leaves the chunk undone (it is redone)."""
+    ckpt = make_checkpoint()
+    img = np.zeros((64, 64), np.float32)
+    out = str(tmp_path / "p.zarr")
+    real = predict_mod.probabilities_to_mask
+
+    def boom(prob):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(predict_mod, "probabilities_to_mask", boom)
+    with pytest.raises(OSError, match="disk full"):
+        predict_to_zarr(ckpt, img, out, tile=32, progress=False, device="cpu")
+    assert int(zarr.open_group(out, mode="r")["progress"][...].sum()) == 0
+    monkeypatch.setattr(predict_mod, "probabilities_to_mask", real)
+
+
+def test_cancel_keeps_finished_chunks(tmp_path) -> None:
+    ckpt = make_checkpoint()
+    img = np.zeros((128, 128), np.float32)
+    out = str(tmp_path / "p.zarr")
+    cancel = threading.Event()
+    seen = []
+
+    def progress(done, total):
+        seen.append(done)
+        if done >= 3:
+            cancel.set()
+
+    res = predict_to_zarr(ckpt, img, out, tile=32, progress=progress, cancel=cancel, device="cpu")
+    assert "cancelled" in res.notes
+    root = zarr.open_group(out, mode="r")
+    assert root.attrs["scribble_unet"]["complete"] is False
+    n = int(root["progress"][...].sum())
+    assert 3 <= n < 16
+    res2 = predict_to_zarr(ckpt, img, out, tile=32, progress=False, device="cpu")
+    assert res2.skipped == n and res2.computed == 16 - n
+
+
+def test_existing_output_from_another_model_is_refused(tmp_path) -> None:
+    img = np.zeros((40, 40), np.float32)
+    out = str(tmp_path / "p.zarr")
+    predict_to_zarr(make_checkpoint(seed=0), img, out, tile=32, progress=False, device="cpu")
+    with pytest.raises(ScribbleUNetError, match="another model_token"):
+        predict_to_zarr(make_checkpoint(seed=5), img, out, tile=32, progress=False, device="cpu")
+    (tmp_path / "other").mkdir()
+    with pytest.raises(ScribbleUNetError, match="not a scribble-unet output"):
+        predict_to_zarr(make_checkpoint(), img, str(tmp_path / "other"), tile=32, progress=False, device="cpu")
+    res = predict_to_zarr(make_checkpoint(seed=5), img, out, tile=32, progress=False, device="cpu", overwrite=True)
+    assert res.computed == 4
+
+
+def test_nan_pixels_refused_or_zeroed(tmp_path) -> None:
+    ckpt = make_checkpoint()
+    img = np.ones((50, 50), np.float32)
+    img[40, 45] = np.nan
+    with pytest.raises(InputImageError, match=r"NaN/inf pixels \(one at y=40, x=45\)"):
+        predict_array(ckpt, img, tile=32, device="cpu")
+    prob, _ = predict_array(ckpt, img, tile=32, device="cpu", nan_policy="zero")
+    assert np.isfinite(prob).all()
+
+
+def test_channel_mismatch_is_refused() -> None:
+    ckpt = make_checkpoint(channels=2)
+    with pytest.raises(InputImageError, match="image has 1 channel"):
+        predict_lazy(ckpt, np.zeros((30, 30), np.float32))
+
+
+def test_distributed_local_cluster_gives_identical_output(tmp_path) -> None:
+    pytest.importorskip("distributed")
+    ckpt = make_checkpoint(depth=2, width=4)
+    img = np.random.default_rng(3).random((96, 130)).astype(np.float32)
+    a, b = str(tmp_path / "local.zarr"), str(tmp_path / "dist.zarr")
+    predict_to_zarr(ckpt, img, a, tile=32, probabilities=True, progress=False, device="cpu")
+    predict_to_zarr(ckpt, img, b, tile=32, probabilities=True, progress=False, device="cpu", workers=2)
+    ra, rb = zarr.open_group(a, mode="r"), zarr.open_group(b, mode="r")
+    assert rb.attrs["scribble_unet"]["complete"] is True
+    assert np.array_equal(ra["labels/mask/0"][...], rb["labels/mask/0"][...])
+    # the same numbers up to float32 summation order (workers use fewer torch threads per chunk)
+    assert np.abs(ra["probabilities/0"][...] - rb["probabilities/0"][...]).max() <= 1e-6
