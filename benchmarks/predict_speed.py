@@ -63,23 +63,17 @@ def best_of(fn, repeats: int) -> float:
 
 
 def whole_pass(ckpt: Checkpoint, img: np.ndarray) -> np.ndarray:
-    halo, a = ckpt.config.halo, ckpt.config.align
-    h, w = img.shape
-    hp, wp = -(-h // a) * a, -(-w // a) * a
-    padded = np.pad(img, ((halo, halo + hp - h), (halo, halo + wp - w)), mode="reflect")
-    model = ckpt.build("cpu")
-    with torch.inference_mode():
-        p = logits_to_probabilities(model(torch.from_numpy(padded)[None, None]))[0]
-    return p[:, halo : halo + h, halo : halo + w].numpy()
+    """One forward pass of the whole (reflect-padded) image, through the same code as the tiles."""
+    return predict_lazy(ckpt, img, tile=0, device="cpu").probabilities.compute(scheduler="synchronous")
 
 
 def monai_pass(ckpt: Checkpoint, img: np.ndarray, roi: int) -> np.ndarray:
     from monai.inferers import sliding_window_inference
 
-    model = ckpt.build("cpu")
+    model = ckpt.build("cpu").to(memory_format=torch.channels_last)
     with torch.inference_mode():
         logits = sliding_window_inference(
-            torch.from_numpy(img)[None, None], roi_size=(roi, roi), sw_batch_size=1, predictor=model,
+            torch.from_numpy(img)[None, None].contiguous(memory_format=torch.channels_last), roi_size=(roi, roi), sw_batch_size=1, predictor=model,
             overlap=0.25, mode="gaussian", padding_mode="reflect",
         )
         return logits_to_probabilities(logits)[0].numpy()

@@ -43,6 +43,9 @@ def _cached_model(checkpoint: Checkpoint, device: str) -> torch.nn.Module:
         model = _MODEL_CACHE.get(key)
         if model is None:
             model = checkpoint.build(device)
+            if device == "cpu":
+                # oneDNN convolutions run about 1.4x faster on NHWC tensors (docs/performance.md)
+                model = model.to(memory_format=torch.channels_last)
             _MODEL_CACHE.clear()  # keep one model per process: old checkpoints are not reused
             _MODEL_CACHE[key] = model
         return model
@@ -166,6 +169,8 @@ class ChunkPredictor:
         x = self.window(iy, ix)
         model = _cached_model(self.checkpoint, self.device)
         t = torch.from_numpy(x)[None].to(self.device)
+        if self.device == "cpu":
+            t = t.contiguous(memory_format=torch.channels_last)
         prob = logits_to_probabilities(model(t))[0]
         halo = self.grid.halo
         y0, y1, x0, x1 = self.grid.chunk_bounds(iy, ix)
