@@ -115,3 +115,20 @@ def test_argument_errors_exit_non_zero(capsys, model, image, tmp_path) -> None:
     assert e.value.code == 2
     with pytest.raises(SystemExit):
         main(["predict", "--model", model, "--image", image, "--out", str(tmp_path / "o"), "--workers", "0"])
+
+
+def test_convert_tiff_then_predict(tmp_path, capsys, model) -> None:
+    import tifffile
+
+    tif = str(tmp_path / "img.tif")
+    tifffile.imwrite(tif, np.random.default_rng(0).integers(0, 4000, (300, 260), dtype=np.uint16), tile=(64, 64))
+    ome = str(tmp_path / "img.zarr")
+    code, out, err = run(capsys, "convert", tif, ome, "--chunk", "128", "--quiet")
+    assert code == 0, err
+    assert "wrote OME-Zarr image" in out
+    code, _, err = run(capsys, "convert", tif, ome, "--quiet")
+    assert code == 2 and err.startswith("error: ") and len(err.strip().splitlines()) == 1
+    pred = str(tmp_path / "p.zarr")
+    code, _, err = run(capsys, "predict", "--model", model, "--image", ome, "--out", pred, "--tile", "128", "--quiet")
+    assert code == 0, err
+    assert zarr.open_group(pred, mode="r")["labels/mask/0"].shape == (300, 260)

@@ -193,3 +193,22 @@ def test_distributed_local_cluster_gives_identical_output(tmp_path) -> None:
     assert np.array_equal(ra["labels/mask/0"][...], rb["labels/mask/0"][...])
     # the same numbers up to float32 summation order (workers use fewer torch threads per chunk)
     assert np.abs(ra["probabilities/0"][...] - rb["probabilities/0"][...]).max() <= 1e-6
+
+
+def test_existing_scheduler_address_gives_identical_mask(tmp_path) -> None:
+    distributed = pytest.importorskip("distributed")
+    ckpt = make_checkpoint(depth=2, width=4)
+    img = np.random.default_rng(4).random((70, 64)).astype(np.float32)
+    a, b = str(tmp_path / "local.zarr"), str(tmp_path / "remote.zarr")
+    predict_to_zarr(ckpt, img, a, tile=32, progress=False, device="cpu")
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        res = predict_to_zarr(ckpt, img, b, tile=32, progress=False, device="cpu", scheduler=cluster.scheduler_address)
+    assert res.computed == 6
+    assert np.array_equal(zarr.open_group(a, mode="r")["labels/mask/0"][...], zarr.open_group(b, mode="r")["labels/mask/0"][...])
+
+
+def test_unreachable_scheduler_is_one_line_error(tmp_path) -> None:
+    pytest.importorskip("distributed")
+    with pytest.raises(ScribbleUNetError, match="cannot reach the dask scheduler"):
+        predict_to_zarr(make_checkpoint(), np.zeros((32, 32), np.float32), str(tmp_path / "o.zarr"), tile=32,
+                        progress=False, scheduler="tcp://127.0.0.1:9")
