@@ -145,7 +145,7 @@ def main() -> None:
         pred = predict_lazy(ckpt, img, tile=tile, device="cpu")
         got = pred.probabilities.compute(scheduler="synchronous")
         err = float(np.abs(got - ref).max())
-        t = best_of(lambda: predict_lazy(ckpt, img, tile=tile, device="cpu").probabilities.compute(
+        t = best_of(lambda tile=tile: predict_lazy(ckpt, img, tile=tile, device="cpu").probabilities.compute(
             scheduler="synchronous"), args.repeats)
         tiled[str(tile)] = mpx / t
         rows.append((f"tiled, tile {tile}", mpx / t, t_whole / t, f"{err:.1e}"))

@@ -86,3 +86,22 @@ def test_save_is_atomic_and_checks_folder(tmp_path) -> None:
     path = tmp_path / "m.safetensors"
     save_checkpoint(path, make_checkpoint())
     assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]  # no temporary file left
+
+
+@pytest.mark.parametrize(
+    ("config", "norm", "match"),
+    [
+        ('{"depth": "3"}', "null", "damaged scribble-unet header"),
+        ('{"depth": 3, "class_names": 5}', "null", "damaged scribble-unet header"),
+        ('{"depth": 3, "colour": 1}', "null", "unknown model config keys: colour"),
+        ('{"depth": 3}', '{"lo": [0]}', "damaged scribble-unet header"),
+    ],
+)
+def test_malformed_header_is_one_line_error(tmp_path, config: str, norm: str, match: str) -> None:
+    from safetensors.torch import save_file
+
+    path = tmp_path / "bad.safetensors"
+    meta = {"format": "scribble-unet", "format_version": "1", "config": config, "normalization": norm, "training": "{}"}
+    save_file({"w": torch.zeros(1)}, str(path), metadata=meta)
+    with pytest.raises(CheckpointError, match=match):
+        load_checkpoint(path)

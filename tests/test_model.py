@@ -5,7 +5,7 @@ from scribble_unet.errors import ScribbleUNetError
 from scribble_unet.model import ModelConfig, build_model, receptive_field, required_halo
 
 
-@pytest.mark.parametrize("depth", [1, 2, 3])
+@pytest.mark.parametrize("depth", [1, 2, 3, 4])
 def test_receptive_field_matches_gradient_support(depth: int) -> None:
     """The analytic reach equals the support of d(output)/d(input) measured on the network."""
     cfg = ModelConfig(depth=depth, width=4, norm="none")

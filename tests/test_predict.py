@@ -159,6 +159,7 @@ def test_existing_output_from_another_model_is_refused(tmp_path) -> None:
     with pytest.raises(ScribbleUNetError, match="another model_token"):
         predict_to_zarr(make_checkpoint(seed=5), img, out, tile=32, progress=False, device="cpu")
     (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("not ours")
     with pytest.raises(ScribbleUNetError, match="not a scribble-unet output"):
         predict_to_zarr(make_checkpoint(), img, str(tmp_path / "other"), tile=32, progress=False, device="cpu")
     res = predict_to_zarr(make_checkpoint(seed=5), img, out, tile=32, progress=False, device="cpu", overwrite=True)
@@ -212,3 +213,66 @@ def test_unreachable_scheduler_is_one_line_error(tmp_path) -> None:
     with pytest.raises(ScribbleUNetError, match="cannot reach the dask scheduler"):
         predict_to_zarr(make_checkpoint(), np.zeros((32, 32), np.float32), str(tmp_path / "o.zarr"), tile=32,
                         progress=False, scheduler="tcp://127.0.0.1:9")
+
+
+def test_overwrite_never_deletes_foreign_data_or_the_input(tmp_path) -> None:
+    ckpt = make_checkpoint()
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "thesis.txt").write_text("years of work")
+    with pytest.raises(ScribbleUNetError, match="not a scribble-unet output"):
+        predict_to_zarr(ckpt, np.zeros((32, 32), np.float32), str(precious), tile=32, progress=False, overwrite=True)
+    assert (precious / "thesis.txt").read_text() == "years of work"
+    img_path = str(tmp_path / "img.zarr")
+    zarr.create_array(store=img_path, shape=(40, 40), chunks=(20, 20), dtype=np.float32)[...] = 1.0
+    for out in (img_path, img_path + "/pred.zarr"):
+        with pytest.raises(ScribbleUNetError, match="overlaps the input image"):
+            predict_to_zarr(ckpt, img_path, out, tile=32, progress=False, overwrite=True)
+    assert float(zarr.open_array(img_path, mode="r")[...].mean()) == 1.0
+
+
+def test_resume_refuses_another_image_of_the_same_shape(tmp_path) -> None:
+    ckpt = make_checkpoint()
+    out = str(tmp_path / "p.zarr")
+    predict_to_zarr(ckpt, np.zeros((50, 50), np.float32), out, tile=32, progress=False)
+    with pytest.raises(ScribbleUNetError, match="another image"):
+        predict_to_zarr(ckpt, np.ones((50, 50), np.float32), out, tile=32, progress=False)
+
+
+def test_half_created_output_is_refused_with_advice(tmp_path) -> None:
+    ckpt = make_checkpoint()
+    img = np.zeros((40, 40), np.float32)
+    out = str(tmp_path / "p.zarr")
+    predict_to_zarr(ckpt, img, out, tile=32, progress=False)
+    import shutil
+
+    shutil.rmtree(tmp_path / "p.zarr" / "progress")  # as if the process died while creating it
+    with pytest.raises(ScribbleUNetError, match="unfinished output missing progress; pass --overwrite"):
+        predict_to_zarr(ckpt, img, out, tile=32, progress=False)
+
+
+def test_finished_output_is_not_rewritten(tmp_path, monkeypatch) -> None:
+    ckpt = make_checkpoint()
+    img = np.random.default_rng(0).random((80, 80)).astype(np.float32)
+    out = str(tmp_path / "p.zarr")
+    predict_to_zarr(ckpt, img, out, tile=32, progress=False)
+    monkeypatch.setattr(predict_mod, "_build_mask_pyramid", lambda *a: (_ for _ in ()).throw(AssertionError("rebuilt")))
+    res = predict_to_zarr(ckpt, img, out, tile=32, progress=False)
+    assert res.computed == 0 and "already complete" in res.notes
+
+
+def test_oversized_tile_keeps_zarr_chunks_within_the_image(tmp_path) -> None:
+    ckpt = make_checkpoint()
+    out = str(tmp_path / "p.zarr")
+    predict_to_zarr(ckpt, np.zeros((20, 300), np.float32), out, tile=0, probabilities=True, progress=False)
+    root = zarr.open_group(out, mode="r")
+    assert root["labels/mask/0"].chunks == (20, 300)
+    assert root["probabilities/0"].chunks == (1, 20, 300)
+
+
+def test_bad_scheduler_address_is_one_line_error(tmp_path) -> None:
+    pytest.importorskip("distributed")
+    with pytest.raises(ScribbleUNetError, match="cannot reach the dask scheduler"):
+        predict_to_zarr(make_checkpoint(), np.zeros((32, 32), np.float32), str(tmp_path / "o.zarr"), tile=32,
+                        progress=False, scheduler="foo://bar:1")
+    assert not (tmp_path / "o.zarr").exists()

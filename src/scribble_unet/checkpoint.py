@@ -152,8 +152,13 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     from safetensors.torch import load_file
 
     meta = read_header(path)
-    config = ModelConfig.from_dict(meta["config"])
-    norm = Normalization.from_dict(meta["normalization"]) if meta["normalization"] else None
+    try:
+        config = ModelConfig.from_dict(meta["config"])
+        norm = Normalization.from_dict(meta["normalization"]) if meta["normalization"] else None
+    except ScribbleUNetError as e:
+        raise CheckpointError(f"{path}: {e}") from e
+    except (TypeError, KeyError, ValueError, AttributeError) as e:
+        raise CheckpointError(f"{path} has a damaged scribble-unet header ({type(e).__name__}: {e})") from e
     try:
         state = load_file(str(path))
     except (SafetensorError, OSError) as e:

@@ -11,6 +11,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from .errors import ScribbleUNetError
 
@@ -95,23 +96,34 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
     headless = args.headless or not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-    return run_demo(Path(args.out), headless=headless, budget=args.time_budget)
+    return run_demo(Path(args.out), headless=headless, budget=args.time_budget, sample=args.sample)
+
+
+class _Parser(argparse.ArgumentParser):
+    """Argument errors as one line, like every other error of the command."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"error: {self.prog.split()[-1] if ' ' in self.prog else self.prog}: {message} "
+              f"(see '{self.prog} --help')", file=sys.stderr)
+        sys.exit(2)
 
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="scribble-unet",
         description="Train a U-Net from sparse scribbles and predict on huge images, exactly and lazily.",
     )
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     d = sub.add_parser("demo", help="run the whole job on the built-in nuclei sample")
     d.add_argument("--headless", action="store_true", help="do not open napari even if a display is present")
     d.add_argument("--out", default="scribble-unet-demo", help="folder for the demo's outputs")
     d.add_argument("--time-budget", type=float, default=60.0, help="training time in seconds (default 60)")
+    d.add_argument("--sample", choices=["nuclei", "small", "large"], default="nuclei",
+                   help="image napari opens: the real nuclei image or a 16384²/65536² procedural one")
     d.set_defaults(func=_cmd_demo)
 
     m = sub.add_parser("init-model", help="write an untrained model to predict with")

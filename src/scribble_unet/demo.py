@@ -33,8 +33,12 @@ def iou(pred: np.ndarray, truth: np.ndarray) -> float:
     return float(np.logical_and(pred, truth).sum() / union) if union else 1.0
 
 
-def run_demo(out: Path, headless: bool = True, budget: float = 60.0) -> int:
-    """Run the demo; returns an exit status."""
+def run_demo(out: Path, headless: bool = True, budget: float = 60.0, sample: str = "nuclei") -> int:
+    """Run the demo; returns an exit status.
+
+    ``sample`` picks what napari opens (``"nuclei"``, ``"small"`` 16384² or ``"large"`` 65536²
+    procedural images); the headless pipeline always uses the nuclei image, whose mask is hand-made.
+    """
     if budget <= 0:
         raise ScribbleUNetError(f"time budget must be positive, got {budget}")
     if not headless:
@@ -43,7 +47,12 @@ def run_demo(out: Path, headless: bool = True, budget: float = 60.0) -> int:
         except ImportError as e:  # no Qt binding installed: fall back to the headless pipeline
             print(f"cannot open napari ({e}); running headless", file=sys.stderr)
         else:
-            return open_demo_viewer(out)
+            import napari
+
+            open_demo_viewer(out, sample=sample)
+            print(f"napari is open on the {sample} sample; the project folder is {out}")
+            napari.run()
+            return 0
     import zarr
     from tqdm import tqdm
 

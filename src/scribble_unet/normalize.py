@@ -54,7 +54,8 @@ class Normalization:
         scale = np.where(scale > 0, scale, np.float32(1.0))
         out -= low
         out /= scale
-        if np.issubdtype(x.dtype, np.floating):
+        if np.issubdtype(x.dtype, np.floating) or not np.isfinite(out).all():
+            # also catches finite float64 values that overflow float32
             bad = ~np.isfinite(out)
             if bad.any():
                 if nan_policy == "error":

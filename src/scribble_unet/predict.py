@@ -6,7 +6,7 @@
 * :func:`predict_lazy` wraps it in dask arrays with ONE task per output chunk and no other
   dependencies: asking for a region computes only the chunks it touches.
 * :func:`predict_to_zarr` writes the mask (an OME-Zarr label image) and optionally the probabilities,
-  chunk by chunk, resumably; see ``docs/output-format.md``.
+  chunk by chunk, resumably; the layout is in the README.
 
 Probabilities have shape ``(K, Y, X)``: for one class (K = 1), the sigmoid of the single logit; for
 K > 1 the softmax probabilities of the K object classes (background is ``1 - sum``). The mask holds
@@ -39,13 +39,17 @@ _MODEL_LOCK = threading.Lock()
 
 def _cached_model(checkpoint: Checkpoint, device: str) -> torch.nn.Module:
     key = (checkpoint.token, device)
+    if device.startswith("cuda"):
+        # TF32 convolutions round to 10-bit mantissas: tiles and the whole pass would differ by ~1e-3
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
     with _MODEL_LOCK:
         model = _MODEL_CACHE.get(key)
         if model is None:
             model = checkpoint.build(device)
             if device == "cpu":
                 # oneDNN convolutions run about 1.4x faster on NHWC tensors (docs/performance.md)
-                model = model.to(memory_format=torch.channels_last)
+                model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
             _MODEL_CACHE.clear()  # keep one model per process: old checkpoints are not reused
             _MODEL_CACHE[key] = model
         return model
@@ -61,6 +65,14 @@ def resolve_device(device: str = "auto") -> str:
         return "cpu"
     if device not in ("cpu", "cuda", "mps") and not device.startswith("cuda:"):
         raise ScribbleUNetError(f"unknown device {device!r}; use auto, cpu, cuda or mps")
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ScribbleUNetError(f"device {device!r} asked for, but this torch build sees no CUDA GPU")
+        index = device.partition(":")[2]
+        if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
+            raise ScribbleUNetError(f"device {device!r} does not exist ({torch.cuda.device_count()} CUDA GPU(s))")
+    if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ScribbleUNetError("device 'mps' asked for, but Apple MPS is not available here")
     return device
 
 
@@ -287,12 +299,32 @@ class PredictResult:
     notes: list[str]
 
 
+def image_fingerprint(source: ImageSource, window: int = 64) -> str:
+    """A cheap content hash of an image: shape, dtype and five fixed windows (corners and centre).
+
+    It tells a resumed export whether the image is the one the earlier run used, without reading
+    the whole image.
+    """
+    import hashlib
+
+    h, w = source.shape_yx
+    digest = hashlib.sha256(f"{source.shape_yx}|{source.n_channels}|{source.dtype}".encode())
+    wy, wx = min(window, h), min(window, w)
+    for y, x in [(0, 0), (0, w - wx), (h - wy, 0), (h - wy, w - wx), ((h - wy) // 2, (w - wx) // 2)]:
+        digest.update(np.ascontiguousarray(source.read(y, y + wy, x, x + wx)).tobytes())
+    return digest.hexdigest()[:16]
+
+
+_RESUME_KEYS = ("model_token", "image", "image_shape", "tile", "probabilities", "nan_policy")
+
+
 def _run_info(predictor: ChunkPredictor, with_proba: bool) -> dict[str, Any]:
     from . import __version__
 
     return {
         "version": __version__,
         "model_token": predictor.checkpoint.token,
+        "image": image_fingerprint(predictor.source),
         "image_shape": list(predictor.source.shape_yx),
         "tile": predictor.grid.tile,
         "classes": list(predictor.class_names),
@@ -302,32 +334,60 @@ def _run_info(predictor: ChunkPredictor, with_proba: bool) -> dict[str, Any]:
     }
 
 
+def _read_run_info(out: str) -> dict[str, Any] | None:
+    """The ``scribble_unet`` attributes of an existing output, or None if ``out`` is not one."""
+    import zarr
+
+    try:
+        root = zarr.open_group(out, mode="r")
+        info = root.attrs.get("scribble_unet")
+    except Exception:  # not a zarr group at all
+        return None
+    return dict(info) if isinstance(info, dict) else None
+
+
+def _overlaps(a: str, b: str) -> bool:
+    pa, pb = os.path.realpath(a), os.path.realpath(b)
+    return pa == pb or pa.startswith(pb + os.sep) or pb.startswith(pa + os.sep)
+
+
 def _prepare_output(out: str, predictor: ChunkPredictor, with_proba: bool, overwrite: bool) -> Any:
-    """Create the output group, or reopen it to resume a run with the same model, image and tile."""
+    """Create the output group, or reopen it to resume a run with the same model, image and tile.
+
+    ``overwrite`` deletes only an earlier scribble-unet output (or an empty folder), never anything else.
+    """
     import shutil
 
     import zarr
 
     from . import ngff
 
+    src_path = getattr(predictor.source, "path", None)
+    if src_path is not None and _overlaps(out, os.fspath(src_path)):
+        raise ScribbleUNetError(f"output {out} overlaps the input image {src_path}; choose another path")
     info = _run_info(predictor, with_proba)
     if os.path.exists(out):
-        if overwrite:
-            shutil.rmtree(out) if os.path.isdir(out) else os.remove(out)
+        old = _read_run_info(out)
+        is_empty_dir = os.path.isdir(out) and not os.listdir(out)
+        if old is None and not is_empty_dir:
+            raise ScribbleUNetError(f"{out} exists and is not a scribble-unet output; choose another path")
+        if overwrite or is_empty_dir:
+            shutil.rmtree(out)
         else:
-            try:
-                root = zarr.open_group(out, mode="r+")
-                old: dict[str, Any] = dict(root.attrs.get("scribble_unet", {}))  # type: ignore[arg-type]
-            except Exception as e:  # not a zarr group at all
-                raise ScribbleUNetError(f"{out} exists and is not a scribble-unet output; choose another path") from e
-            if not old:
-                raise ScribbleUNetError(f"{out} exists and is not a scribble-unet output; choose another path")
-            same = {k: old.get(k) for k in ("model_token", "image_shape", "tile", "probabilities", "nan_policy")}
-            want = {k: info[k] for k in same}
+            assert old is not None
+            same = {k: old.get(k) for k in _RESUME_KEYS}
+            want = {k: info[k] for k in _RESUME_KEYS}
             if same != want:
-                diff = ", ".join(k for k in same if same[k] != want[k])
+                diff = ", ".join(k for k in _RESUME_KEYS if same[k] != want[k])
                 raise ScribbleUNetError(
                     f"{out} holds a prediction made with another {diff}; pass --overwrite or choose another path"
+                )
+            root = zarr.open_group(out, mode="r+")
+            needed = [f"{MASK_PATH}/0", PROGRESS_ARRAY] + ([f"{PROBA_PATH}/0"] if with_proba else [])
+            missing = [n for n in needed if n not in root]
+            if missing:
+                raise ScribbleUNetError(
+                    f"{out} is an unfinished output missing {', '.join(missing)}; pass --overwrite to start again"
                 )
             return root
     parent = os.path.dirname(os.path.abspath(out))
@@ -337,23 +397,26 @@ def _prepare_output(out: str, predictor: ChunkPredictor, with_proba: bool, overw
         raise ScribbleUNetError(f"output folder {parent} is not writable")
     grid = predictor.grid
     h, w = grid.shape_yx
-    t = grid.tile
+    # zarr chunks never larger than the image (a huge --tile or --tile 0 on a strip stays bounded);
+    # their origins are still multiples of the tile, so each prediction chunk owns its zarr chunk
+    cy, cx = min(grid.tile, h), min(grid.tile, w)
     k = predictor.n_classes
     root = zarr.open_group(out, mode="w", zarr_format=2)
-    root.attrs["scribble_unet"] = info
     labels = root.create_group("labels")
     labels.attrs["labels"] = ["mask"]
     mask = labels.create_group("mask")
-    mask.create_array("0", shape=(h, w), chunks=(t, t), dtype=np.uint8 if k < 255 else np.uint16, fill_value=0)
+    mask.create_array("0", shape=(h, w), chunks=(cy, cx), dtype=np.uint8 if k < 255 else np.uint16, fill_value=0)
     mask.attrs["multiscales"] = ngff.multiscales("mask", "yx", 1)
     mask.attrs["image-label"] = ngff.image_label(predictor.class_names)
     if with_proba:
         proba = root.create_group(PROBA_PATH)
-        proba.create_array("0", shape=(k, h, w), chunks=(k, t, t), dtype=np.float32, fill_value=0.0)
+        proba.create_array("0", shape=(k, h, w), chunks=(k, cy, cx), dtype=np.float32, fill_value=0.0)
         proba.attrs["multiscales"] = ngff.multiscales("probabilities", "cyx", 1)
         proba.attrs["omero"] = {"channels": [{"label": n} for n in predictor.class_names]}
     ny, nx = grid.n_chunks
     root.create_array(PROGRESS_ARRAY, shape=(ny, nx), chunks=(1, 1), dtype=np.uint8, fill_value=0)
+    # written last: only a fully created output is recognised as ours and resumable
+    root.attrs["scribble_unet"] = info
     return root
 
 
@@ -369,8 +432,9 @@ def _build_mask_pyramid(out: str, tile: int) -> int:
     prev = da.from_zarr(group["0"])
     while max(prev.shape) > tile:
         level += 1
-        nxt = prev[::2, ::2].rechunk((tile, tile))
-        arr = group.create_array(str(level), shape=nxt.shape, chunks=(tile, tile), dtype=nxt.dtype,
+        chunks = (min(tile, -(-prev.shape[0] // 2)), min(tile, -(-prev.shape[1] // 2)))
+        nxt = prev[::2, ::2].rechunk(chunks)
+        arr = group.create_array(str(level), shape=nxt.shape, chunks=chunks, dtype=nxt.dtype,
                                  fill_value=0, overwrite=True)
         da.store(nxt, arr, lock=False, scheduler="threads")  # type: ignore[arg-type]
         prev = da.from_zarr(arr)
@@ -414,16 +478,39 @@ def predict_to_zarr(
     a chunk's flag is written only after its data. The root attribute ``scribble_unet.complete``
     becomes true only when every chunk and the mask pyramid are written.
     """
+    out = os.path.abspath(os.fspath(out))  # workers may run in another working directory
+    predictor = ChunkPredictor(checkpoint, image, tile, nan_policy, device)
+    if not (scheduler or workers):
+        return _predict_to_zarr(predictor, out, probabilities, None, threads, overwrite, progress, cancel)
+    client, cluster = _connect(workers, scheduler)  # before anything is written
+    try:
+        return _predict_to_zarr(predictor, out, probabilities, client, threads, overwrite, progress, cancel)
+    finally:
+        _disconnect(client, cluster)
+
+
+def _predict_to_zarr(
+    predictor: ChunkPredictor,
+    out: str,
+    probabilities: bool,
+    client: Any,
+    threads: int,
+    overwrite: bool,
+    progress: bool | Callable[[int, int], None],
+    cancel: threading.Event | None,
+) -> PredictResult:
     import zarr
 
-    out = os.fspath(out)
-    predictor = ChunkPredictor(checkpoint, image, tile, nan_policy, device)
     root = _prepare_output(out, predictor, probabilities, overwrite)
     grid = predictor.grid
     done = np.asarray(root[PROGRESS_ARRAY][...])
     todo = [(iy, ix) for iy, ix in grid if not done[iy, ix]]
     total = len(grid.chunks[0]) * len(grid.chunks[1])
     skipped = total - len(todo)
+    if not todo and root.attrs["scribble_unet"].get("complete"):
+        return PredictResult(out, total, 0, skipped, [*predictor.notes, "already complete"])
+    if root.attrs["scribble_unet"].get("complete"):
+        _set_complete(root, False)
 
     bar = None
     if progress is True:
@@ -439,8 +526,8 @@ def predict_to_zarr(
 
     n_done = skipped
     try:
-        if workers or scheduler:
-            _run_distributed(predictor, out, todo, probabilities, workers, scheduler, advance, cancel)
+        if client is not None:
+            _run_distributed(client, predictor, out, todo, probabilities, skipped, advance, cancel)
         else:
             from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
@@ -468,57 +555,75 @@ def predict_to_zarr(
         done_now = int(np.asarray(final[PROGRESS_ARRAY][...]).sum())
         return PredictResult(out, total, done_now - skipped, skipped, [*predictor.notes, "cancelled"])
     _build_mask_pyramid(out, grid.tile)
-    info: dict[str, Any] = dict(root.attrs["scribble_unet"])
-    info["complete"] = True
-    root.attrs["scribble_unet"] = info
+    _set_complete(root, True)
     return PredictResult(out, total, len(todo), skipped, predictor.notes)
 
 
-def _run_distributed(
-    predictor: ChunkPredictor,
-    out: str,
-    todo: list[tuple[int, int]],
-    with_proba: bool,
-    workers: int | None,
-    scheduler: str | None,
-    advance: Callable[[int], None],
-    cancel: threading.Event | None,
-) -> None:
+def _set_complete(root: Any, value: bool) -> None:
+    info: dict[str, Any] = dict(root.attrs["scribble_unet"])
+    info["complete"] = value
+    root.attrs["scribble_unet"] = info
+
+
+def _connect(workers: int | None, scheduler: str | None) -> tuple[Any, Any]:
+    """A dask.distributed client on a new LocalCluster (``workers``) or an existing ``scheduler``."""
     try:
-        from distributed import Client, LocalCluster, as_completed
+        from distributed import Client, LocalCluster
     except ImportError as e:
         raise ScribbleUNetError(
             "--workers/--scheduler need dask.distributed: pip install 'napari-scribble-unet[distributed]'"
         ) from e
-    cluster = None
     if scheduler:
         try:
-            client = Client(scheduler, timeout="10s")
-        except OSError as e:
+            return Client(scheduler, timeout="10s"), None
+        except (OSError, ValueError, TypeError) as e:
             raise ScribbleUNetError(f"cannot reach the dask scheduler at {scheduler}: {e}") from e
-    else:
-        if workers is None or workers < 1:
-            raise ScribbleUNetError(f"--workers must be a positive number, got {workers}")
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                               dashboard_address=None)
-        client = Client(cluster)
-    try:
-        n_cores = os.cpu_count() or 1
-        per_worker = max(1, n_cores // max(1, len(client.scheduler_info().get("workers", {})) or 1))
-        fut_pred = client.scatter(predictor, broadcast=True)
-        futures = [
-            client.submit(_write_chunk, fut_pred, out, iy, ix, with_proba, per_worker, pure=False)
-            for iy, ix in todo
-        ]
-        n = len(todo) - len(futures)
-        for f in as_completed(futures):
-            f.result()
-            n += 1
-            advance(n)
-            if cancel is not None and cancel.is_set():
-                client.cancel(futures)
-                break
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+    if workers is None or workers < 1:
+        raise ScribbleUNetError(f"--workers must be a positive number, got {workers}")
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+    return Client(cluster), cluster
+
+
+def _disconnect(client: Any, cluster: Any) -> None:
+    client.close()
+    if cluster is not None:
+        cluster.close()
+
+
+def _write_chunk_on_worker(predictor: ChunkPredictor, out: str, iy: int, ix: int, with_proba: bool,
+                           n_workers: int) -> tuple[int, int]:
+    """Run on a dask worker: torch gets this host's cores divided by the workers on it."""
+    return _write_chunk(predictor, out, iy, ix, with_proba, max(1, (os.cpu_count() or 1) // max(1, n_workers)))
+
+
+def _run_distributed(
+    client: Any,
+    predictor: ChunkPredictor,
+    out: str,
+    todo: list[tuple[int, int]],
+    with_proba: bool,
+    skipped: int,
+    advance: Callable[[int], None],
+    cancel: threading.Event | None,
+) -> None:
+    from distributed import as_completed
+
+    # workers per host, so each worker gives torch its share of that host's cores
+    hosts: dict[str, int] = {}
+    for addr in client.scheduler_info().get("workers", {}):
+        host = addr.rsplit(":", 1)[0]
+        hosts[host] = hosts.get(host, 0) + 1
+    per_host = max(hosts.values()) if hosts else 1
+    fut_pred = client.scatter(predictor, broadcast=True)
+    futures = [
+        client.submit(_write_chunk_on_worker, fut_pred, out, iy, ix, with_proba, per_host, pure=False)
+        for iy, ix in todo
+    ]
+    n = skipped
+    for f in as_completed(futures):
+        f.result()
+        n += 1
+        advance(n)
+        if cancel is not None and cancel.is_set():
+            client.cancel(futures)
+            break

@@ -1,0 +1,112 @@
+"""A Qt form for the fields of a config dataclass (``TrainConfig``, ``ModelConfig``).
+
+The widgets use the very config classes the CLI uses: the form is built from the dataclass fields,
+their types and defaults, and :meth:`ConfigForm.value` builds the dataclass (which validates itself).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from typing import Any
+
+from qtpy.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QSpinBox, QWidget
+
+
+def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
+    args = typing.get_args(tp)
+    if (typing.get_origin(tp) in (typing.Union, types.UnionType)) and type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        return rest[0], True
+    return tp, False
+
+
+class ConfigForm(QWidget):
+    """Editable fields ``names`` of dataclass ``cls``, starting from ``defaults``.
+
+    Optional numbers (``int | None``) show 0 as "none"/"auto" and map it back to None.
+    """
+
+    def __init__(self, cls: type, names: list[str], defaults: Any = None, parent: QWidget | None = None,
+                 none_text: dict[str, str] | None = None) -> None:
+        super().__init__(parent)
+        self.cls = cls
+        self.defaults = defaults if defaults is not None else cls()
+        hints = typing.get_type_hints(cls)
+        self.editors: dict[str, tuple[QWidget, bool]] = {}
+        layout = QFormLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        for name in names:
+            tp, optional = _unwrap_optional(hints[name])
+            value = getattr(self.defaults, name)
+            editor: QWidget
+            if tp is bool:
+                editor = QCheckBox()
+                editor.setChecked(bool(value))
+            elif typing.get_origin(tp) is typing.Literal:
+                editor = QComboBox()
+                editor.addItems([str(a) for a in typing.get_args(tp)])
+                editor.setCurrentText(str(value))
+            elif tp is int:
+                editor = QSpinBox()
+                editor.setRange(0 if optional else -(2**31), 2**31 - 1)
+                editor.setValue(int(value) if value is not None else 0)
+            elif tp is float:
+                editor = QDoubleSpinBox()
+                editor.setDecimals(5)
+                editor.setRange(0.0 if optional else -1e9, 1e9)
+                editor.setValue(float(value) if value is not None else 0.0)
+                if 0 < abs(float(value or 0)) < 0.1:
+                    editor.setSingleStep(abs(float(value)) / 2)
+            else:
+                continue  # tuples and other structures keep their defaults
+            if optional and isinstance(editor, (QSpinBox, QDoubleSpinBox)):
+                editor.setSpecialValueText((none_text or {}).get(name, "none"))
+            editor.setToolTip(_field_doc(cls, name))
+            layout.addRow(name.replace("_", " "), editor)
+            self.editors[name] = (editor, optional)
+
+    def values(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, (editor, optional) in self.editors.items():
+            if isinstance(editor, QCheckBox):
+                v: Any = editor.isChecked()
+            elif isinstance(editor, QComboBox):
+                v = editor.currentText()
+            elif isinstance(editor, (QSpinBox, QDoubleSpinBox)):
+                v = editor.value()
+                if optional and v == 0:
+                    v = None
+            out[name] = v
+        return out
+
+    def set_value(self, name: str, value: Any) -> None:
+        editor, _ = self.editors[name]
+        if isinstance(editor, QCheckBox):
+            editor.setChecked(bool(value))
+        elif isinstance(editor, QComboBox):
+            editor.setCurrentText(str(value))
+        else:
+            editor.setValue(0 if value is None else value)  # type: ignore[attr-defined]
+
+    def value(self, **overrides: Any) -> Any:
+        """The dataclass built from the form (validated by the dataclass itself)."""
+        return dataclasses.replace(self.defaults, **{**self.values(), **overrides})
+
+
+def _field_doc(cls: type, name: str) -> str:
+    """The numpydoc paragraph of parameter ``name`` in ``cls``'s docstring, for a tooltip."""
+    doc = cls.__doc__ or ""
+    lines = doc.splitlines()
+    for i, line in enumerate(lines):
+        heads = [h.strip() for h in line.strip().split(",")]
+        if name in heads and line.startswith("    ") and not line.startswith("        "):
+            body = []
+            for nxt in lines[i + 1 :]:
+                if nxt.startswith("        "):
+                    body.append(nxt.strip())
+                else:
+                    break
+            return " ".join(body)
+    return ""

@@ -1,0 +1,108 @@
+"""Reader contribution: zarr arrays, OME-Zarr images (with their label images) and TIFF files.
+
+Images come back as multiscale layers when they are large: a stored pyramid is used as is; a single
+large array gets a lazy strided pyramid, so napari never loads a whole full-resolution plane.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..errors import ScribbleUNetError
+
+LayerData = list[tuple[Any, dict[str, Any], str]]
+
+_SUFFIXES = (".zarr", ".tif", ".tiff")
+MULTISCALE_ABOVE = 4096
+"""Images with a side larger than this are shown as multiscale layers."""
+
+
+def get_reader(path: str | list[str]) -> Callable[[Any], LayerData] | None:
+    """Return :func:`read` when ``path`` looks like something this plugin reads, else None."""
+    if isinstance(path, list):
+        if len(path) != 1:
+            return None
+        path = path[0]
+    p = Path(path)
+    name = p.name.lower().rstrip("/")
+    if name.endswith(_SUFFIXES):
+        return read
+    if p.is_dir() and any((p / m).exists() for m in ("zarr.json", ".zarray", ".zgroup")):
+        return read
+    return None
+
+
+def strided_levels(array: Any, min_side: int = 1024) -> list[Any]:
+    """A lazy display pyramid ``[a, a[::2, ::2], ...]`` over the last two axes of ``array``."""
+    levels = [array]
+    step = 2
+    while max(array.shape[-2:]) // step >= min_side:
+        levels.append(array[..., ::step, ::step])
+        step *= 2
+    return levels
+
+
+def _image_layer(path: str) -> tuple[Any, dict[str, Any], str]:
+    from ..io import open_image
+
+    src = open_image(path)
+    levels = [lvl if src.n_channels > 1 else lvl[0] for lvl in src.levels()]
+    if len(levels) == 1 and max(src.shape_yx) > MULTISCALE_ABOVE:
+        levels = strided_levels(levels[0])
+    kwargs: dict[str, Any] = {
+        "name": src.name,
+        "multiscale": len(levels) > 1,
+        "metadata": {"scribble_unet_source": src, "path": os.fspath(path)},
+    }
+    if src.n_channels > 1:
+        kwargs["channel_axis"] = 0
+    data = levels if len(levels) > 1 else levels[0]
+    return data, kwargs, "image"
+
+
+def _label_layers(path: Path) -> LayerData:
+    """Label images under ``path/labels`` (OME-Zarr), each as a (multiscale) Labels layer."""
+    import dask.array as da
+    import zarr
+
+    out: LayerData = []
+    try:
+        labels = zarr.open_group(path / "labels", mode="r")
+    except Exception:  # no labels group: nothing to add
+        return out
+    attrs = dict(labels.attrs)
+    names = attrs.get("labels") or attrs.get("ome", {}).get("labels") or []
+    for name in names:
+        group = labels[name]
+        gattrs = dict(group.attrs)
+        ms = gattrs.get("multiscales") or gattrs.get("ome", {}).get("multiscales")
+        if not ms:
+            continue
+        levels = [da.from_zarr(group[d["path"]]) for d in ms[0]["datasets"]]
+        meta = {"path": os.fspath(path / "labels" / name),
+                "image-label": gattrs.get("image-label") or gattrs.get("ome", {}).get("image-label")}
+        data = levels if len(levels) > 1 else levels[0]
+        out.append((data, {"name": name, "multiscale": len(levels) > 1, "metadata": meta}, "labels"))
+    return out
+
+
+def read(path: str | list[str]) -> LayerData:
+    """Read an image (and an OME-Zarr's label images) as napari layer data."""
+    if isinstance(path, list):
+        path = path[0]
+    p = Path(path)
+    layers: LayerData = []
+    try:
+        layers.append(_image_layer(os.fspath(p)))
+    except ScribbleUNetError:
+        # An OME-Zarr group that holds only label images (e.g. an export) is still readable.
+        if not (p / "labels").exists():
+            raise
+    if p.is_dir():
+        layers.extend(_label_layers(p))
+    if not layers:
+        raise ScribbleUNetError(f"{path} holds no image or label image")
+    return layers

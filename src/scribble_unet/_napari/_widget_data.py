@@ -1,0 +1,109 @@
+"""Data: choose the image, create or open the scribble project, name the classes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ._base import ControllerWidget, alive
+
+
+class DataWidget(ControllerWidget):
+    """Image layer, project folder (scribbles on disk as painted) and class names."""
+
+    def __init__(self, napari_viewer: Any, parent: QWidget | None = None) -> None:
+        super().__init__(napari_viewer, parent)
+        self.image_combo = QComboBox()
+        self.folder_edit = QLineEdit()
+        self.folder_edit.setPlaceholderText("project folder (scribbles, models, exports)")
+        browse = QPushButton("Browse…")
+        browse.clicked.connect(self._browse)
+        self.classes_edit = QLineEdit(", ".join(self.controller.class_names))
+        self.classes_edit.setToolTip("object classes, comma separated: painted as 2, 3, ... (1 is background)")
+        self.open_button = QPushButton("Create / open scribbles")
+        self.open_button.clicked.connect(self.open_project)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        self.legend = QLabel("")
+        self.legend.setWordWrap(True)
+
+        row = QHBoxLayout()
+        row.addWidget(self.folder_edit)
+        row.addWidget(browse)
+        form = QFormLayout()
+        form.addRow("Image", self.image_combo)
+        form.addRow("Project", row)
+        form.addRow("Classes", self.classes_edit)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.open_button)
+        layout.addWidget(self.legend)
+        layout.addWidget(self.status)
+        layout.addStretch(1)
+
+        self.viewer.layers.events.inserted.connect(self._refresh_layers)
+        self.viewer.layers.events.removed.connect(self._refresh_layers)
+        self.controller.status.connect(self._on_status)
+        self._refresh_layers()
+        self._update_legend()
+
+    def _refresh_layers(self, event: Any = None) -> None:
+        if not alive(self):
+            return
+        current = self.image_combo.currentText()
+        names = [ly.name for ly in self.controller.image_layers()]
+        self.image_combo.blockSignals(True)
+        self.image_combo.clear()
+        self.image_combo.addItems(names)
+        if current in names:
+            self.image_combo.setCurrentText(current)
+        self.image_combo.blockSignals(False)
+
+    def _browse(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Project folder")
+        if folder:
+            self.folder_edit.setText(folder)
+
+    def _on_status(self, text: str) -> None:
+        if alive(self):
+            self.status.setText(text)
+
+    def _update_legend(self) -> None:
+        names = self.controller.class_names
+        parts = ["0 erase", "1 background"] + [f"{k + 2} {n}" for k, n in enumerate(names)]
+        self.legend.setText("Paint labels: " + ", ".join(parts))
+
+    def class_names(self) -> list[str]:
+        return [n.strip() for n in self.classes_edit.text().split(",") if n.strip()]
+
+    def open_project(self) -> None:
+        """Use the chosen image and open (or create) the project folder."""
+        name = self.image_combo.currentText()
+
+        def act() -> None:
+            from ..errors import ScribbleUNetError
+
+            if not name:
+                raise ScribbleUNetError("add an image layer first")
+            folder = self.folder_edit.text().strip()
+            if not folder:
+                raise ScribbleUNetError("choose a project folder")
+            self.controller.set_image_layer(self.viewer.layers[name])
+            self.controller.open_project(Path(folder).expanduser(), self.class_names() or None)
+            self.controller.set_class_names(self.class_names() or self.controller.class_names)
+            self.classes_edit.setText(", ".join(self.controller.class_names))
+            self._update_legend()
+
+        self.run_action(act, "could not open the scribbles")

@@ -1,0 +1,83 @@
+"""Writer contribution: a Labels layer saved as an OME-Zarr (NGFF 0.4) label image."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from typing import Any
+
+import numpy as np
+
+from .. import ngff
+from ..errors import ScribbleUNetError
+
+
+def _pyramid_levels(data: Any, chunk: int) -> list[Any]:
+    """Nearest-neighbour pyramid (dask) of a 2D label array until the largest side fits a chunk."""
+    import dask.array as da
+
+    level = data if isinstance(data, da.Array) else da.from_array(data, chunks=(chunk, chunk))
+    level = level.rechunk((chunk, chunk))
+    levels = [level]
+    while max(level.shape) > chunk:
+        level = level[::2, ::2].rechunk((chunk, chunk))
+        levels.append(level)
+    return levels
+
+
+def write_label_image(
+    path: str | os.PathLike[str],
+    data: Any,
+    name: str = "labels",
+    class_names: list[str] | None = None,
+    chunk: int = 1024,
+    overwrite: bool = True,
+) -> str:
+    """Write ``data`` (2D integer labels) to ``path/labels/<name>`` as an NGFF 0.4 label image.
+
+    Parameters
+    ----------
+    path
+        The OME-Zarr group to write (created, or replaced when ``overwrite``).
+    data
+        A 2D numpy, dask or zarr array; written chunk by chunk.
+    class_names
+        Names of values 1..K, stored in the ``image-label`` properties.
+    """
+    import dask.array as da
+    import zarr
+
+    path = os.fspath(path)
+    if len(data.shape) != 2:
+        raise ScribbleUNetError(f"only 2D label images can be saved, this one has shape {tuple(data.shape)}")
+    if not np.issubdtype(np.dtype(data.dtype), np.integer):
+        raise ScribbleUNetError(f"labels must be integers, not {data.dtype}")
+    if os.path.exists(path):
+        if not overwrite:
+            raise ScribbleUNetError(f"{path} exists; choose another name")
+        shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+    levels = _pyramid_levels(data, chunk)
+    root = zarr.open_group(path, mode="w", zarr_format=2)
+    labels = root.create_group("labels")
+    labels.attrs["labels"] = [name]
+    group = labels.create_group(name)
+    for i, lvl in enumerate(levels):
+        arr = group.create_array(str(i), shape=lvl.shape, chunks=(chunk, chunk), dtype=lvl.dtype,
+                                 fill_value=0)
+        da.store(lvl, arr, lock=False, scheduler="threads")
+    group.attrs["multiscales"] = ngff.multiscales(name, "yx", len(levels))
+    if class_names is None:
+        top = int(levels[-1].max().compute())
+        class_names = [f"class{k}" for k in range(1, max(1, top) + 1)]
+    group.attrs["image-label"] = ngff.image_label(class_names)
+    return path
+
+
+def write_labels(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
+    """napari writer hook: save one Labels layer as an OME-Zarr label image at ``path``."""
+    if isinstance(data, list):  # multiscale: full resolution is level 0
+        data = data[0]
+    metadata = meta.get("metadata") or {}
+    names = metadata.get("class_names")
+    return [write_label_image(path, data, name=meta.get("name") or "labels",
+                              class_names=list(names) if names else None)]

@@ -1,0 +1,174 @@
+"""The dock widgets in a real napari viewer (needs a display: run under xvfb-run)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+pytest.importorskip("pytestqt")
+if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+    pytest.skip("no display: run under xvfb-run", allow_module_level=True)
+
+import zarr
+
+from scribble_unet._napari._controller import controller_for
+from scribble_unet.checkpoint import Checkpoint
+from scribble_unet.model import ModelConfig, build_model
+from scribble_unet.normalize import Normalization
+from scribble_unet.predict import predict_lazy
+
+pytestmark = pytest.mark.gui
+PLUGIN = "napari-scribble-unet"
+WIDGETS = ["Scribble U-Net", "Data", "Train", "Predict", "Export"]
+
+
+@pytest.mark.parametrize("name", WIDGETS)
+def test_each_widget_is_added_through_the_manifest(make_napari_viewer, name: str) -> None:
+    viewer = make_napari_viewer()
+    dock, widget = viewer.window.add_plugin_dock_widget(PLUGIN, name)
+    assert widget is not None and dock is not None
+    assert controller_for(viewer).viewer is viewer
+
+
+def _paint_nuclei_scribbles(layer, instances: np.ndarray) -> None:
+    """Paint object strokes inside nuclei and background strokes away from them, like a user."""
+    from scipy import ndimage as ndi
+
+    near = ndi.binary_dilation(instances > 0, iterations=4)
+    inner = ndi.binary_erosion(instances > 0, iterations=2)
+    for row in range(40, 512, 40):
+        for value, where in ((2, inner[row]), (1, ~near[row])):
+            cols = np.flatnonzero(where)
+            rows = np.full(cols.size, row)
+            layer.data_setitem((np.r_[rows, rows + 1], np.r_[cols, cols]), value)
+
+
+def test_end_to_end_paint_train_predict_export(make_napari_viewer, qtbot, tmp_path) -> None:
+    viewer = make_napari_viewer()
+    viewer.open_sample(PLUGIN, "nuclei-dsb2018")
+    _, main = viewer.window.add_plugin_dock_widget(PLUGIN, "Scribble U-Net")
+    ctrl = main.controller
+    main.data.image_combo.setCurrentText("nuclei (DSB 2018)")
+    main.data.folder_edit.setText(str(tmp_path / "project"))
+    main.data.classes_edit.setText("nucleus")
+    main.data.open_project()
+    layer = ctrl.scribble_layer
+    assert layer is not None and layer.data.shape == (512, 512)
+
+    instances = viewer.layers["nuclei instances"].data
+    _paint_nuclei_scribbles(layer, instances)
+    store = zarr.open_array(tmp_path / "project" / "scribbles.zarr", mode="r")
+    assert np.array_equal(store[:], np.asarray(layer.data))  # every stroke is on disk already
+    assert set(np.unique(store[:])) == {0, 1, 2}
+
+    train = main.train
+    train.model_form.set_value("depth", 2)
+    train.model_form.set_value("width", 4)
+    for key, value in {"steps": 30, "batch_size": 2, "checkpoint_every": 10, "validate_every": 10,
+                       "device": "cpu", "tile": 64}.items():
+        train.train_form.set_value(key, value)
+    train.start()
+    assert ctrl.is_training
+    qtbot.waitUntil(lambda: ctrl.live is not None and ctrl.live.computed >= 1, timeout=120_000)
+    pred_layer = viewer.layers["prediction"]
+    first_token = ctrl.checkpoint.token
+    qtbot.waitUntil(lambda: not ctrl.is_training, timeout=180_000)
+    assert ctrl.checkpoint.token != first_token  # later checkpoints replaced the first one
+    assert len(train.plot.loss) == 30 and train.plot.iou
+    # The prediction layer shows the newest model's prediction of the visible chunk.
+    qtbot.waitUntil(lambda: ctrl.live.pending() == 0, timeout=60_000)
+    assert ctrl.live.cache[(0, 0)][0] == ctrl.checkpoint.token
+    lazy = predict_lazy(ctrl.checkpoint, ctrl.source, tile=ctrl.live.tile)
+    expected = lazy.mask.compute(scheduler="synchronous")
+    assert np.array_equal(np.asarray(pred_layer.data[:, :]), expected)
+
+    out = tmp_path / "export.zarr"
+    main.export.path_edit.setText(str(out))
+    states: list[str] = []
+    ctrl.export_state.connect(states.append)
+    main.export.export()
+    qtbot.waitUntil(lambda: "done" in states, timeout=120_000)
+    mask = zarr.open_group(out, mode="r")["labels/mask/0"][:]
+    assert np.array_equal(mask, expected)
+    assert main.export.progress.value() == main.export.progress.maximum() > 0
+
+
+def test_training_errors_become_notifications_and_widget_stays_usable(make_napari_viewer, tmp_path,
+                                                                     monkeypatch) -> None:
+    import scribble_unet._napari._base as base
+
+    messages: list[str] = []
+    monkeypatch.setattr(base, "_notify_error", messages.append)
+    viewer = make_napari_viewer()
+    viewer.open_sample(PLUGIN, "nuclei-dsb2018")
+    _, main = viewer.window.add_plugin_dock_widget(PLUGIN, "Scribble U-Net")
+    main.train.start()  # no project yet
+    assert messages and "could not start training" in messages[-1] and "project" in messages[-1]
+    assert main.train.start_button.isEnabled()
+    main.export.export()  # no model yet
+    assert "no model" in messages[-1]
+    main.data.open_project()  # no folder
+    assert "choose a project folder" in messages[-1]
+
+
+def test_large_sample_predicts_only_the_zoomed_in_view(make_napari_viewer, qtbot, tmp_path) -> None:
+    viewer = make_napari_viewer()
+    viewer.open_sample(PLUGIN, "rare-objects-64k")
+    image = viewer.layers["rare objects 64k"]
+    assert image.multiscale and image.data[0].shape == (65536, 65536)
+    _, main = viewer.window.add_plugin_dock_widget(PLUGIN, "Scribble U-Net")
+    ctrl = main.controller
+    ctrl.set_image_layer(image)
+    ctrl.open_project(tmp_path / "big")
+    assert ctrl.scribble_layer.data.shape == (4096, 4096)  # a window, not a 65536² plane
+    viewer.camera.center = (40000, 30000)
+    viewer.camera.zoom = 4.0
+    ckpt = Checkpoint.from_model(build_model(ModelConfig(depth=2, width=4, norm="none"), seed=0),
+                                 Normalization(low=(400.0,), high=(4200.0,)))
+    ctrl.set_checkpoint(ckpt)
+    region = ctrl.visible_region()
+    assert region is not None
+    y0, y1, x0, x1 = region
+    assert y0 <= 40000 <= y1 and x0 <= 30000 <= x1
+    wanted = ctrl.live.grid.chunks_touching(*region)
+    qtbot.waitUntil(lambda: ctrl.live.pending() == 0 and ctrl.live.computed >= len(wanted), timeout=120_000)
+    assert ctrl.live.computed == len(wanted) <= 16  # of 16384 chunks in the image
+    # The scribble window moved to the view, and painting there lands in the store.
+    oy, ox = ctrl.scribble_layer.data.origin
+    assert oy <= y0 and y1 <= oy + 4096 and ox <= x0 and x1 <= ox + 4096
+    ctrl.scribble_layer.data_setitem((np.array([40000 - oy]), np.array([30000 - ox])), 2)
+    assert zarr.open_array(tmp_path / "big" / "scribbles.zarr", mode="r")[40000, 30000] == 2
+    # What is shown equals the exact prediction of those pixels.
+    chunk = ctrl.live.grid.chunks_touching(40000, 40001, 30000, 30001)[0]
+    cy0, cy1, cx0, cx1 = ctrl.live.grid.chunk_bounds(*chunk)
+    shown = np.asarray(ctrl.prediction_layer.data[0][cy0:cy1, cx0:cx1])
+    assert np.array_equal(shown, ctrl.live.predictor.mask(*chunk))
+
+
+def test_closing_the_viewer_stops_workers_quickly(make_napari_viewer, qtbot, tmp_path) -> None:
+    import time
+
+    viewer = make_napari_viewer()
+    viewer.open_sample(PLUGIN, "nuclei-dsb2018")
+    _, main = viewer.window.add_plugin_dock_widget(PLUGIN, "Scribble U-Net")
+    ctrl = main.controller
+    ctrl.set_image_layer(viewer.layers["nuclei (DSB 2018)"])
+    ctrl.open_project(tmp_path / "p")
+    _paint_nuclei_scribbles(ctrl.scribble_layer, viewer.layers["nuclei instances"].data)
+    from scribble_unet.training.trainer import TrainConfig
+
+    ctrl.start_training(ModelConfig(depth=2, width=4), TrainConfig(steps=100000, checkpoint_every=5,
+                                                                  validate_every=0, device="cpu", tile=64))
+    qtbot.waitUntil(lambda: ctrl.live is not None and ctrl.live.computed >= 1, timeout=120_000)
+    assert not ctrl._train_done.is_set() and not ctrl._live_done.is_set()
+    t0 = time.perf_counter()
+    viewer.close()  # as the user closing the window
+    assert ctrl._closed
+    assert ctrl._train_done.wait(2.0) and ctrl._live_done.wait(0.1)
+    assert time.perf_counter() - t0 < 2.0
+    from qtpy.QtCore import QThreadPool
+
+    qtbot.waitUntil(lambda: QThreadPool.globalInstance().activeThreadCount() == 0, timeout=2000)
