@@ -135,3 +135,39 @@ def test_live_prediction_computes_only_wanted_chunks_and_matches_lazy() -> None:
     live.stop()
     with pytest.raises(StopIteration):
         next(gen)
+
+
+def _max_pool(a: np.ndarray, f: int) -> np.ndarray:
+    h, w = a.shape
+    pad = np.zeros((-(-h // f) * f, -(-w // f) * f), a.dtype)
+    pad[:h, :w] = a
+    return pad.reshape(pad.shape[0] // f, f, pad.shape[1] // f, f).max(axis=(1, 3))
+
+
+def test_scribble_overview_max_pools_only_scribbled_chunks_and_follows_writes(tmp_path) -> None:
+    from scribble_unet._napari._project import ScribbleOverview
+
+    store = Project.open(tmp_path / "p").open_scribbles((3000, 5000))
+    store[2001, 100:2100] = 3  # a 1 px stroke across 5 chunks of 512²
+    store[10:12, 4990:5000] = 2  # at the image's ragged corner
+    overview = ScribbleOverview(store, n_levels=4)
+    assert overview.chunks == {(3, 0), (3, 1), (3, 2), (3, 3), (3, 4), (0, 9)}
+    levels = overview.levels()
+    assert [lv.shape for lv in levels] == [(3000, 5000), (1500, 2500), (750, 1250), (375, 625)]
+    full = store[:]
+    for lvl, arr in enumerate(levels):
+        assert np.array_equal(arr[:, :], _max_pool(full, 2**lvl)), lvl
+    assert overview.reads == 4 * 6  # one read per scribbled chunk and level, never the whole plane
+    assert levels[3][250, 12:263].min() == 3  # the thin stroke is still there 8x zoomed out
+    assert np.array_equal(levels[2][498:502:2, 20:40], _max_pool(full, 4)[498:502:2, 20:40])
+    assert levels[3][1, 624] == 2 and levels[3][250, 20] == 3
+    # Writes through the paintable window reach the overview (no stale pooled chunk).
+    win = WriteThroughWindow.load(store, 1536, 2560, 0, 1024, on_write=overview.invalidate)
+    win[2001 - 1536, 100:1024] = 0  # erase the first part of the stroke
+    win[(np.array([100]), np.array([700]))] = 2  # one painted pixel, as data_setitem does
+    assert levels[3][250, 12:128].max() == 0 and levels[3][250, 128:263].min() == 3
+    assert levels[3][(1536 + 100) // 8, 700 // 8] == 2
+    # At level 0 the window's box is left to the window layer.
+    overview.hidden = (1536, 2560, 0, 1024)
+    assert levels[0][1636, 700] == 0 and levels[1][1636 // 2, 350] == 2
+    assert levels[0][2001, 1500] == 3  # outside the window: still drawn

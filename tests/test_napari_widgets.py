@@ -172,3 +172,59 @@ def test_closing_the_viewer_stops_workers_quickly(make_napari_viewer, qtbot, tmp
     from qtpy.QtCore import QThreadPool
 
     qtbot.waitUntil(lambda: QThreadPool.globalInstance().activeThreadCount() == 0, timeout=2000)
+
+
+def test_large_sample_draws_scribbles_outside_the_window_when_zoomed_out(make_napari_viewer, qtbot,
+                                                                        tmp_path) -> None:
+    from scribble_unet._napari._controller import OVERVIEW_LAYER
+    from scribble_unet._napari._project import Project
+
+    # A stroke made earlier, far from where the paintable window will open (the image's centre).
+    store = Project.open(tmp_path / "big").open_scribbles((65536, 65536))
+    store[60001:60003, 2000:6000] = 2
+    viewer = make_napari_viewer()
+    viewer.open_sample(PLUGIN, "rare-objects-64k")
+    _, main = viewer.window.add_plugin_dock_widget(PLUGIN, "Scribble U-Net")
+    ctrl = main.controller
+    ctrl.set_image_layer(viewer.layers["rare objects 64k"])
+    ctrl.open_project(tmp_path / "big")
+    oy, ox = ctrl.scribble_layer.data.origin
+    assert ctrl.scribble_layer.data.shape == (4096, 4096) and not oy <= 60001 < oy + 4096
+    overview = viewer.layers[OVERVIEW_LAYER]
+    assert overview.multiscale and overview.data[0].shape == (65536, 65536)
+    layers = list(viewer.layers)
+    assert layers.index(overview) == layers.index(ctrl.scribble_layer) - 1
+    assert viewer.layers.selection.active is ctrl.scribble_layer
+
+    def shown() -> tuple[int, np.ndarray]:
+        """The overview's level and its displayed pixels (what napari sliced for the canvas)."""
+        return overview.data_level, np.asarray(overview._slice.image.raw)
+
+    viewer.reset_view()  # the whole 65536² image on the canvas
+    qtbot.wait(300)
+    level, pixels = shown()
+    assert level >= 4 and pixels.size <= 4096 * 4096
+    assert (pixels == 2).any()  # the old stroke, 2 px thin, is drawn although it is outside the window
+    # A new stroke through the window appears without moving the camera; erasing it removes it.
+    row = oy + 1000
+    cols = np.arange(1000, 3000)
+    ctrl.scribble_layer.data_setitem((np.full(cols.size, 1000), cols), 3)
+    qtbot.waitUntil(lambda: (shown()[1] == 3).any(), timeout=3000)
+    ctrl.scribble_layer.data_setitem((np.full(cols.size, 1000), cols), 0)
+    qtbot.waitUntil(lambda: not (shown()[1] == 3).any(), timeout=3000)
+    assert store[row, ox + 1500] == 0
+    # Zoomed in at full resolution on the old stroke, the window moves there and holds it.
+    viewer.camera.zoom = 1.0
+    viewer.camera.center = (60002, 4000)
+    qtbot.waitUntil(lambda: ctrl.scribble_layer.data.origin[0] <= 60001 < ctrl.scribble_layer.data.origin[0] + 4096,
+                    timeout=3000)
+    wy, wx = ctrl.scribble_layer.data.origin
+    assert ctrl.scribble_layer.data[60001 - wy, 4000 - wx] == 2
+    # At full resolution the window draws it, not the overview (an erased stroke never shows through).
+    assert ctrl.overview.hidden == (wy, wy + 4096, wx, wx + 4096)
+    assert overview.data[0][60001, 4000] == 0 and overview.data[1][60001 // 2, 2000] == 2
+    # A stroke painted at full resolution is drawn once zoomed out again (no stale coarse level).
+    ctrl.scribble_layer.data_setitem((np.full(2000, 60100 - wy), np.arange(3000, 5000) - wx), 3)
+    qtbot.wait(500)
+    viewer.reset_view()
+    qtbot.waitUntil(lambda: shown()[0] >= 4 and (shown()[1] == 3).any(), timeout=3000)

@@ -12,6 +12,7 @@ import sys
 import time
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -103,7 +104,8 @@ def run_demo(out: Path, headless: bool = True, budget: float = 60.0, sample: str
 
     pred_path = out / "prediction.zarr"
     predict_to_zarr(ckpt, str(image_path), pred_path, tile=256, overwrite=True, progress=False)
-    mask = np.asarray(zarr.open_group(str(pred_path), mode="r")["labels/mask/0"][...])
+    result: Any = zarr.open_group(str(pred_path), mode="r")
+    mask = np.asarray(result["labels/mask/0"][...])
     score = iou(mask > 0, instances > 0)
     print(f"foreground IoU against the hand-made mask: {score:.3f}")
     print("outputs:")

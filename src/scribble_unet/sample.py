@@ -178,8 +178,8 @@ class ProceduralSample:
         c = s.cell
         cys = np.arange(max(0, math.floor(y0 / c)), math.floor(max(y0, y1 - 1e-9) / c) + 1)
         cxs = np.arange(max(0, math.floor(x0 / c)), math.floor(max(x0, x1 - 1e-9) / c) + 1)
-        gy, gx = np.meshgrid(cys, cxs, indexing="ij")
-        gy, gx = gy.ravel(), gx.ravel()
+        my, mx = np.meshgrid(cys, cxs, indexing="ij")
+        gy, gx = my.ravel(), mx.ravel()
         u = [_uniform(_hash(s.seed, _SALT_CELL, gy, gx, k)) for k in range(6)]
         keep = u[0] < s.density
         gy, gx = gy[keep], gx[keep]
@@ -255,7 +255,7 @@ class ProceduralSample:
         objs = self._objects(ys[0] - f, ys[-1] + f + 1, xs[0] - f, xs[-1] + f + 1)
         inner_amp = min(1.0, 6.0 / f)
         for sy, sx, cov, i in self._coverage(level, y0, y1, x0, x1, soft=True):
-            inner = 1.0
+            inner: float | np.ndarray = 1.0
             if inner_amp > 0.05:
                 inner = 1.0 - 0.25 * inner_amp * _value_noise(s.seed, _SALT_INNER, ys[sy], xs[sx], 6.0)
             bg = img[sy, sx]
@@ -288,7 +288,7 @@ class ProceduralSample:
         render = self.render_image if kind == "image" else self.render_truth
         dtype = np.uint16 if kind == "image" else np.uint8
         name = f"scribble-unet-sample-{kind}-{s.size}-{s.seed}-{s.chunk}-{s.cell}-{s.density}-{level}"
-        dsk = {
+        dsk: dict[Any, Any] = {
             (name, iy, ix): (render, level, iy * c, min(ny, (iy + 1) * c), ix * c, min(nx, (ix + 1) * c))
             for iy in range(len(chunks[0]))
             for ix in range(len(chunks[1]))

@@ -27,11 +27,14 @@ from psygnal import Signal
 from ..errors import ScribbleUNetError
 from ..io import ImageSource, open_image
 from ._prediction import DEFAULT_LIVE_TILE, LivePrediction
-from ._project import Project, WriteThroughWindow
+from ._project import Project, ScribbleOverview, WriteThroughWindow
 
 SCRIBBLE_WINDOW = 4096
 """Side of the full-resolution paintable window on images larger than this."""
 SCRIBBLE_LAYER = "scribbles"
+OVERVIEW_LAYER = "scribbles (overview)"
+OVERVIEW_REFRESH_MS = 300
+"""The overview layer is redrawn at most this often while strokes are written."""
 PREDICTION_LAYER = "prediction"
 STOP_TIMEOUT_S = 2.0
 
@@ -134,6 +137,9 @@ class Controller:
         self._closed = False
         self._stop_requested = False
         self._view_timer: Any = None
+        self.overview: ScribbleOverview | None = None
+        self.overview_layer: Any = None
+        self._overview_timer: Any = None
         self.viewer.camera.events.center.connect(self._on_camera)
         self.viewer.camera.events.zoom.connect(self._on_camera)
 
@@ -183,6 +189,9 @@ class Controller:
         project.save()
         self.project, self.store = project, store
         self._show_scribbles()
+        self._ensure_prediction_layer()
+        if self.scribble_layer is not None:
+            self.viewer.layers.selection.active = self.scribble_layer
         ckpt_path = project.latest_checkpoint()
         if ckpt_path is not None:
             try:
@@ -202,6 +211,8 @@ class Controller:
             self.project.save()
         if self.scribble_layer is not None:
             self.scribble_layer.metadata["class_names"] = ["background", *names]
+        if self.prediction_layer is not None and self.prediction_layer in self.viewer.layers:
+            self._color_prediction()
 
     @property
     def class_names(self) -> list[str]:
@@ -223,7 +234,52 @@ class Controller:
             )
             self.scribble_layer.brush_size = 5
             self.scribble_layer.selected_label = 2
+        if max(h, w) > side:
+            self._show_overview((y0, min(h, y0 + side), x0, min(w, x0 + side)))
         self._refresh_view()
+
+    def _show_overview(self, window_box: tuple[int, int, int, int]) -> None:
+        """Show every scribble in the store, read-only and max-pooled, where the window does not reach.
+
+        Only for images larger than the paintable window; the layer sits right below the scribbles.
+        """
+        overview = ScribbleOverview(self.store, _n_levels(self.source.shape_yx))  # type: ignore[union-attr]
+        overview.hidden = window_box
+        self.overview = overview
+        layer = self.overview_layer
+        if layer is not None and layer in self.viewer.layers:
+            layer.data = overview.levels()
+        else:
+            self.overview_layer = self.viewer.add_labels(
+                overview.levels(), name=OVERVIEW_LAYER, multiscale=True, scale=self._scale(),
+                translate=self._world((0.0, 0.0)), opacity=0.8, colormap=self.scribble_layer.colormap,
+            )
+            self._raise_scribbles()
+            self.viewer.layers.selection.active = self.scribble_layer
+
+    def _raise_scribbles(self) -> None:
+        """Put the scribble overview, then the paintable scribbles, on top of every other layer."""
+        layers = self.viewer.layers
+        for layer in (self.overview_layer, self.scribble_layer):
+            if layer is not None and layer in layers:
+                layers.move(layers.index(layer), len(layers))
+
+    def _schedule_overview_refresh(self) -> None:
+        if self._overview_timer is None:
+            from qtpy.QtCore import QTimer
+
+            self._overview_timer = QTimer()
+            self._overview_timer.setSingleShot(True)
+            self._overview_timer.setInterval(OVERVIEW_REFRESH_MS)
+            self._overview_timer.timeout.connect(self._refresh_overview)
+        if not self._overview_timer.isActive():  # not restarted: redrawn while a stroke goes on, too
+            self._overview_timer.start()
+
+    def _refresh_overview(self) -> None:
+        layer = self.overview_layer
+        if self._closed or layer is None or layer not in self.viewer.layers:
+            return
+        _refresh_layer(layer)
 
     def _scale(self) -> tuple[float, float]:
         if self.image_layer is None:
@@ -247,6 +303,9 @@ class Controller:
     def _on_scribble_write(self, region: tuple[int, int, int, int]) -> None:
         if self.trainer is not None:
             self.trainer.scribbles_changed(region)
+        if self.overview is not None:
+            self.overview.invalidate(region)
+            self._schedule_overview_refresh()
 
     # ------------------------------------------------------------------ view tracking
     def visible_region(self) -> tuple[int, int, int, int] | None:
@@ -254,8 +313,11 @@ class Controller:
         if self.source is None:
             return None
         cam = self.viewer.camera
-        canvas = getattr(self.viewer, "_canvas_size", (1080, 1920))
-        ch, cw = (canvas if canvas and min(canvas) > 1 else (1080, 1920))
+        # napari >= 0.6 keeps the canvas size (height, width) on ``viewer.canvas``.
+        canvas = getattr(getattr(self.viewer, "canvas", None), "size", None)
+        if canvas is None:
+            canvas = getattr(self.viewer, "_canvas_size", None)
+        ch, cw = (tuple(canvas) if canvas is not None and min(canvas) > 1 else (1080, 1920))
         cy, cx = cam.center[-2], cam.center[-1]
         hy, hx = ch / cam.zoom / 2, cw / cam.zoom / 2
         sy, sx = self._scale()
@@ -302,6 +364,9 @@ class Controller:
                     layer.data = WriteThroughWindow.load(self.store, ny0, min(h, ny0 + side), nx0,
                                                          min(w, nx0 + side), on_write=self._on_scribble_write)
                     layer.translate = self._world((ny0, nx0))
+                    if self.overview is not None:
+                        self.overview.hidden = (ny0, min(h, ny0 + side), nx0, min(w, nx0 + side))
+                        self._refresh_overview()
         if self.live is not None:
             # Zoomed far out, the view would span thousands of chunks: show what is cached instead.
             t = self.live_tile
@@ -319,36 +384,41 @@ class Controller:
         if self.source is None:
             raise ScribbleUNetError("choose an image layer first")
         self.checkpoint, self.checkpoint_path = checkpoint, path
-        if self.live is None:
-            self.live = LivePrediction(self.source, tile=self.live_tile)
-        self.live.set_checkpoint(checkpoint)
         self._ensure_prediction_layer()
+        assert self.live is not None
+        self.live.set_checkpoint(checkpoint)
         self._ensure_live_worker()
         self._refresh_view()
         self.checkpoint_changed.emit(checkpoint)
 
     def _ensure_prediction_layer(self) -> None:
-        assert self.live is not None and self.source is not None
-        n_levels = 1
-        side = max(self.source.shape_yx)
-        while side > 2048:
-            side = -(-side // 2)
-            n_levels += 1
-        levels = self.live.levels(n_levels)
-        data = levels if n_levels > 1 else levels[0]
+        """The live prediction and its (still empty) layer, made once per image.
+
+        Made when the project opens rather than at the first checkpoint: adding a layer takes
+        0.3-0.7 s of the GUI thread, and a new checkpoint then only marks the cached chunks stale.
+        """
+        assert self.source is not None
         layer = self.prediction_layer
+        live = self.live
+        if live is not None and layer is not None and layer in self.viewer.layers and layer.metadata.get(
+                "scribble_unet_live") is live:
+            return
+        if live is None:
+            live = self.live = LivePrediction(self.source, tile=self.live_tile)
+        n_levels = _n_levels(self.source.shape_yx)
+        levels = live.levels(n_levels)
+        data = levels if n_levels > 1 else levels[0]
         if layer is not None and layer in self.viewer.layers:
             layer.data = data
+            layer.metadata["scribble_unet_live"] = live
             return
         self.prediction_layer = self.viewer.add_labels(
             data, name=PREDICTION_LAYER, multiscale=n_levels > 1, scale=self._scale(),
-            translate=self._world((0.0, 0.0)), opacity=0.5,
+            translate=self._world((0.0, 0.0)), opacity=0.5, metadata={"scribble_unet_live": live},
         )
         self._color_prediction()
         # Keep the scribbles on top so that painting stays visible.
-        if self.scribble_layer is not None and self.scribble_layer in self.viewer.layers:
-            layers = self.viewer.layers
-            layers.move(layers.index(self.scribble_layer), len(layers))
+        self._raise_scribbles()
 
     def _color_prediction(self) -> None:
         """Colour class k as in exported label images, distinct from the scribbles' colours."""
@@ -387,7 +457,7 @@ class Controller:
         if self._closed:
             return
         if self.prediction_layer is not None and self.prediction_layer in self.viewer.layers:
-            self.prediction_layer.refresh()
+            _refresh_layer(self.prediction_layer)
         self.prediction_updated.emit(*chunk)
 
     def _on_live_error(self, e: BaseException) -> None:
@@ -573,8 +643,9 @@ class Controller:
         if self.live is not None:
             self.live.stop()
         self._export_cancel.set()
-        if self._view_timer is not None:
-            self._view_timer.stop()
+        for timer in (self._view_timer, self._overview_timer):
+            if timer is not None:
+                timer.stop()
         import time
 
         deadline = time.monotonic() + timeout
@@ -589,6 +660,32 @@ class Controller:
         if _CONTROLLERS.get(id(self.viewer)) is self:
             _CONTROLLERS.pop(id(self.viewer), None)
         return ok
+
+
+def _refresh_layer(layer: Any) -> None:
+    """Redraw ``layer`` from its (changed) data.
+
+    napari (0.9) keeps the coarsest level of a 2D multiscale layer in a one-entry cache that
+    ``refresh()`` does not clear, so a view at that level (now or after zooming out) would stay
+    stale: clear it. The thumbnail is not redrawn, so that the coarsest level is read again only
+    when it is displayed.
+    """
+    materializer = getattr(layer, "_level_materializer", None)
+    if materializer is not None and hasattr(materializer, "cache_clear"):
+        materializer.cache_clear()
+    try:
+        layer.refresh(thumbnail=False)
+    except TypeError:  # a napari whose refresh() takes no keywords
+        layer.refresh()
+
+
+def _n_levels(shape_yx: tuple[int, int]) -> int:
+    """Pyramid levels (factor 2 each) of a display layer: until the coarsest fits in 2048²."""
+    n_levels, side = 1, max(shape_yx)
+    while side > 2048:
+        side = -(-side // 2)
+        n_levels += 1
+    return n_levels
 
 
 def create_worker_safe(gen: Callable[[], Iterator[Any]], on_yield: Callable[[Any], None],

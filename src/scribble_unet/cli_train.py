@@ -1,0 +1,276 @@
+"""``scribble-unet train``: train (or fine-tune) a model on an image and its scribbles, headless.
+
+The command is wired into the main parser by :mod:`scribble_unet.cli` through :func:`add_train_parser`
+and :func:`run_train`. It runs the :class:`~scribble_unet.training.trainer.Trainer` with a progress
+bar that shows the loss and the validation IoU, and writes the model file atomically at the end (and
+every ``--checkpoint-every`` steps). Ctrl-C stops training cleanly: the model trained so far is
+written, marked ``reason: stopped`` in its training notes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import ScribbleUNetError
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be positive, got {v}")
+    return v
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {v}")
+    return v
+
+
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (v > 0 and math.isfinite(v)):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return v
+
+
+def _share(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= v <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return v
+
+
+def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``train`` sub-command to ``subparsers`` (from ``ArgumentParser.add_subparsers``)."""
+    t = subparsers.add_parser(
+        "train",
+        help="train or fine-tune a U-Net on scribbles",
+        description=(
+            "Train a U-Net on the labelled pixels of SCRIBBLES (0 unlabelled, 1 background, "
+            "2.. object classes) over IMAGE and write the model to MODEL. Ctrl-C stops and still "
+            "writes the model trained so far."
+        ),
+    )
+    t.add_argument("--image", required=True, help="image: zarr array, OME-Zarr image, TIFF or .npy")
+    t.add_argument("--scribbles", required=True, help="scribbles: zarr array, TIFF or .npy, same Y, X size")
+    t.add_argument("--out", required=True, metavar="MODEL", help="model file to write (e.g. model.safetensors)")
+    t.add_argument("--steps", type=_positive_int, default=None,
+                   help="optimisation steps (default 500, or unlimited when --time-budget is given)")
+    t.add_argument("--time-budget", type=_positive_float, default=None, metavar="SECONDS",
+                   help="stop after this many seconds of training")
+    t.add_argument("--init", default=None, metavar="MODEL", help="fine-tune this model instead of starting fresh")
+    t.add_argument("--classes", default=None, metavar="NAMES",
+                   help="comma-separated object class names (value 2 is the first); default: one class "
+                        "'object', or the classes of --init")
+    t.add_argument("--depth", type=_positive_int, default=None, help="U-Net depth (default 3, or that of --init)")
+    t.add_argument("--width", type=_positive_int, default=None,
+                   help="channels of the first level (default 16, or that of --init)")
+    t.add_argument("--tile", type=_positive_int, default=None,
+                   help="training tile side in px (default: smallest that covers the field of view)")
+    t.add_argument("--batch-size", type=_positive_int, default=None, help="tiles per step (default 4)")
+    t.add_argument("--lr", type=_positive_float, default=None, help="peak learning rate (default 1e-3, cosine decay)")
+    t.add_argument("--seed", type=_non_negative_int, default=0, help="random seed (default 0)")
+    t.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto",
+                   help="where to train (default auto: CUDA, else MPS, else CPU)")
+    t.add_argument("--fg-share", type=_share, default=None, help="share of tiles centred on objects (0.5)")
+    t.add_argument("--val-share", type=_share, default=None,
+                   help="share of strokes held out for validation (default 0.2)")
+    t.add_argument("--validate-every", type=_non_negative_int, default=None, help="steps between validations")
+    t.add_argument("--checkpoint-every", type=_non_negative_int, default=0,
+                   help="also write the model every this many steps (default 0: only at the end)")
+    t.add_argument("--dice", action="store_true", help="add a soft Dice term to the loss")
+    t.add_argument("--elastic", action="store_true", help="elastic deformation of the training tiles")
+    t.add_argument("--channel-axis", type=int, default=None, help="channel axis of a 3D image")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    return t
+
+
+def open_scribbles(path: str | Path) -> Any:
+    """Open a scribble array ``(Y, X)`` lazily: a zarr array (or an OME-Zarr label image), TIFF or ``.npy``."""
+    p = Path(path)
+    if not p.exists():
+        raise ScribbleUNetError(f"scribbles {p} do not exist")
+    suffix = p.suffix.lower()
+    arr: Any
+    if suffix == ".npy":
+        try:
+            arr = np.load(p, mmap_mode="r", allow_pickle=False)
+        except ValueError as e:
+            raise ScribbleUNetError(f"scribbles {p} are not a readable .npy array ({e})") from e
+    elif suffix in (".tif", ".tiff"):
+        import tifffile
+
+        try:
+            try:
+                arr = tifffile.memmap(p, mode="r")
+            except ValueError:  # compressed or tiled: read it (scribbles are small integers)
+                arr = tifffile.imread(p)
+        except (tifffile.TiffFileError, OSError) as e:
+            raise ScribbleUNetError(f"scribbles {p} are not a readable TIFF ({e})") from e
+    elif p.is_dir():
+        import zarr
+
+        try:
+            node = zarr.open(str(p), mode="r")
+        except Exception as e:
+            raise ScribbleUNetError(f"scribbles {p} are not a zarr array ({e})") from e
+        if isinstance(node, zarr.Group):
+            attrs: dict[str, Any] = dict(node.attrs)
+            ms: Any = attrs.get("multiscales") or (attrs.get("ome") or {}).get("multiscales")
+            if not ms:
+                raise ScribbleUNetError(f"scribbles {p} are a zarr group, not an array; give the array's path")
+            node = node[str(ms[0]["datasets"][0]["path"])]
+        arr = node
+    else:
+        raise ScribbleUNetError(f"scribbles {p}: expected a zarr array folder, a .tif/.tiff or a .npy file")
+    while len(arr.shape) > 2 and arr.shape[0] == 1:  # (1, Y, X) or (1, 1, Y, X) from label exporters
+        arr = arr[0]
+    if len(arr.shape) != 2:
+        raise ScribbleUNetError(f"scribbles {p} have shape {tuple(arr.shape)}; a 2D (Y, X) array is needed")
+    return arr
+
+
+def open_training_image(path: str | Path, channel_axis: int | None = None) -> Any:
+    """Open the image: anything :func:`~scribble_unet.io.open_image` reads, or a ``.npy`` file."""
+    from .io import open_image
+
+    p = Path(path)
+    if p.suffix.lower() == ".npy" and p.is_file():
+        try:
+            arr = np.load(p, mmap_mode="r", allow_pickle=False)
+        except ValueError as e:
+            raise ScribbleUNetError(f"image {p} is not a readable .npy array ({e})") from e
+        return open_image(arr, channel_axis=channel_axis, name=p.stem)
+    return open_image(str(p), channel_axis=channel_axis)
+
+
+def _object_iou(iou: dict[str, float], names: tuple[str, ...]) -> float | None:
+    vals = [iou[n] for n in names if n in iou]
+    return float(np.mean(vals)) if vals else None
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """Run ``scribble-unet train`` from parsed arguments; returns the exit status (0 on success)."""
+    from tqdm import tqdm
+
+    from .checkpoint import load_checkpoint
+    from .model import ModelConfig
+    from .training.trainer import (
+        FinishedEvent,
+        StepEvent,
+        TrainConfig,
+        Trainer,
+        ValidationEvent,
+        config_for_init,
+    )
+
+    image = open_training_image(args.image, args.channel_axis)
+    scribbles = open_scribbles(args.scribbles)
+    names = tuple(n.strip() for n in args.classes.split(",")) if args.classes else None
+    if names is not None and (not names or any(not n for n in names)):
+        raise ScribbleUNetError(f"--classes must be comma-separated non-empty names, got {args.classes!r}")
+    init = load_checkpoint(args.init) if args.init else None
+    if init is not None:
+        model_config = config_for_init(init, names)
+        if args.depth is not None and args.depth != model_config.depth:
+            raise ScribbleUNetError(f"--depth {args.depth} differs from the depth {model_config.depth} of --init")
+        if args.width is not None and args.width != model_config.width:
+            raise ScribbleUNetError(f"--width {args.width} differs from the width {model_config.width} of --init")
+    else:
+        names = names or ("object",)
+        model_config = ModelConfig(
+            depth=args.depth or 3,
+            width=args.width or 16,
+            in_channels=image.n_channels,
+            n_classes=len(names),
+            class_names=names,
+        )
+    steps = args.steps if args.steps is not None else (None if args.time_budget else 500)
+    options: dict[str, Any] = {
+        "steps": steps,
+        "time_budget": args.time_budget,
+        "tile": args.tile,
+        "seed": args.seed,
+        "device": args.device,
+        "checkpoint_every": args.checkpoint_every,
+        "dice_weight": 1.0 if args.dice else 0.0,
+        "elastic": args.elastic,
+    }
+    for key in ("batch_size", "lr", "fg_share", "val_share", "validate_every"):
+        if getattr(args, key) is not None:
+            options[key] = getattr(args, key)
+    config = TrainConfig(**options)
+    trainer = Trainer(image, scribbles, model_config, config, init=init, out=args.out)
+
+    if steps is not None:
+        bar = tqdm(total=steps, unit="step", disable=args.quiet, file=sys.stderr, dynamic_ncols=True)
+    else:
+        bar = tqdm(total=math.ceil(args.time_budget), unit="s", disable=args.quiet, file=sys.stderr,
+                   dynamic_ncols=True, bar_format="{l_bar}{bar}| {n:.0f}/{total_fmt}s [{elapsed}{postfix}]")
+    postfix: dict[str, str] = {}
+    finished: FinishedEvent | None = None
+    events = trainer.run()
+    interrupted = False
+    try:
+        while True:
+            try:
+                ev = next(events)
+            except StopIteration:
+                break
+            except KeyboardInterrupt:
+                if interrupted:
+                    raise
+                interrupted = True
+                # The interrupted step is lost; stop and let the generator write what it has.
+                trainer.stop()
+                events = trainer.run()
+                continue
+            if isinstance(ev, StepEvent):
+                postfix["loss"] = f"{ev.loss:.3f}"
+                if steps is not None:
+                    bar.update(1)
+                else:
+                    bar.n = min(ev.elapsed, bar.total)
+                    bar.refresh()
+                bar.set_postfix(postfix, refresh=False)
+            elif isinstance(ev, ValidationEvent):
+                iou = _object_iou(ev.iou, model_config.class_names)
+                if iou is not None:
+                    postfix["val_iou"] = f"{iou:.3f}"
+                bar.set_postfix(postfix)
+            elif isinstance(ev, FinishedEvent):
+                finished = ev
+    finally:
+        bar.close()
+    if finished is None:  # pragma: no cover - the generator always ends with one
+        raise ScribbleUNetError("training ended without writing a model")
+    notes = finished.checkpoint.training
+    val = notes.get("val_iou") or {}
+    iou = _object_iou(val, model_config.class_names)
+    msg = f"wrote {args.out} ({finished.step} steps, ended by {finished.reason}"
+    if notes.get("final_loss") is not None:
+        msg += f", loss {notes['final_loss']:.3f}"
+    if iou is not None:
+        msg += f", validation IoU {iou:.3f}"
+    print(msg + ")")
+    return 130 if interrupted else 0

@@ -1,0 +1,70 @@
+"""Small, exact inference helpers used by validation, tests and the quality benchmark.
+
+Whole-image and large-image prediction belong to :mod:`scribble_unet.predict`; this module only runs
+the network on one window with the halo that makes the result equal to a whole-image pass.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..model import UNet
+from ..normalize import Normalization
+from ..tiling import read_reflected
+
+
+def probabilities_from_logits(logits: torch.Tensor) -> torch.Tensor:
+    """Sigmoid of the single logit (K = 1) or softmax over channels (K > 1)."""
+    return torch.sigmoid(logits) if logits.shape[1] == 1 else torch.softmax(logits, dim=1)
+
+
+def values_from_probabilities(probs: np.ndarray) -> np.ndarray:
+    """Scribble-style values of a ``(C, H, W)`` probability map: 1 background, ``k + 1`` class ``k``."""
+    if probs.shape[0] == 1:
+        return (probs[0] > 0.5).astype(np.int64) + 1
+    return probs.argmax(axis=0).astype(np.int64) + 1
+
+
+@torch.no_grad()
+def predict_window(
+    model: UNet,
+    image: Any,
+    normalization: Normalization,
+    y0: int,
+    y1: int,
+    x0: int,
+    x1: int,
+    device: torch.device | str = "cpu",
+) -> np.ndarray:
+    """Class probabilities ``(C, y1 - y0, x1 - x0)`` of an image window, with the network in eval mode.
+
+    ``y0`` and ``x0`` should be multiples of ``2**depth`` for the result to equal the whole-image pass
+    bit for bit; the window is read with the network's halo (mirror reflection beyond the borders) and
+    padded to the pooling grid. The caller's train/eval mode is restored afterwards, and BatchNorm's
+    running statistics are not touched (eval mode does not update them).
+    """
+    cfg = model.config
+    halo, a = cfg.halo, cfg.align
+    h = -(-(y1 - y0) // a) * a
+    w = -(-(x1 - x0) // a) * a
+    window = read_reflected(image.read, tuple(image.shape_yx), y0 - halo, y0 + h + halo, x0 - halo, x0 + w + halo)
+    x = torch.from_numpy(normalization.apply(window, nan_policy="zero"))[None].to(device)
+    was_training = model.training
+    model.eval()
+    try:
+        probs = probabilities_from_logits(model(x))[0]
+    finally:
+        model.train(was_training)
+    out = probs[:, halo : halo + (y1 - y0), halo : halo + (x1 - x0)]
+    return out.float().cpu().numpy()
+
+
+def predict_image(
+    model: UNet, image: Any, normalization: Normalization, device: torch.device | str = "cpu"
+) -> np.ndarray:
+    """Probabilities ``(C, Y, X)`` of a whole (small) image in one pass."""
+    hh, ww = image.shape_yx
+    return predict_window(model, image, normalization, 0, hh, 0, ww, device)

@@ -1,0 +1,709 @@
+"""The training loop: a Qt-free generator of typed events that can be paused, resumed and stopped.
+
+:class:`Trainer` trains a :class:`~scribble_unet.model.UNet` on the labelled pixels of a scribble array.
+:meth:`Trainer.run` is a generator; every step it yields a :class:`StepEvent`, every
+``validate_every`` steps a :class:`ValidationEvent` (IoU and Dice per class on held-out strokes), every
+``checkpoint_every`` steps a :class:`CheckpointEvent`, and at the end one :class:`FinishedEvent`. A GUI
+iterates it in a worker thread and calls :meth:`Trainer.pause`, :meth:`Trainer.resume`,
+:meth:`Trainer.stop` and :meth:`Trainer.scribbles_changed` from its own thread; all four only set
+flags that the loop reads between steps.
+
+Every user error (shapes, label values, classes, architecture of the initial model, options) is
+raised as a one-line :class:`~scribble_unet.errors.ScribbleUNetError` from the constructor, before
+anything is written.
+
+Example
+-------
+>>> trainer = Trainer(image, scribbles, ModelConfig(depth=2, width=8), TrainConfig(steps=200))  # doctest: +SKIP
+>>> for event in trainer.run():  # doctest: +SKIP
+...     if isinstance(event, ValidationEvent):
+...         print(event.step, event.iou)
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from ..checkpoint import Checkpoint, save_checkpoint
+from ..errors import ScribbleUNetError
+from ..io import ImageSource, open_image
+from ..model import ModelConfig, UNet, build_model
+from ..normalize import Normalization, compute_normalization
+from .infer import predict_window, values_from_probabilities
+from .labels import LabelIndex, Region, StrokeSplit, split_strokes
+from .losses import WEIGHT_MAX, WEIGHT_MIN, ClassWeighting, LossConfig, LossKind, ScribbleLoss
+from .sampler import Augment, TileSampler, check_tile
+
+DeviceName = Literal["auto", "cpu", "cuda", "mps"]
+FinishReason = Literal["steps", "time", "stopped"]
+
+
+# ---------------------------------------------------------------------- configuration
+@dataclass(frozen=True)
+class TrainConfig:
+    """Options of a training run; shared by the CLI and the napari widget.
+
+    Parameters
+    ----------
+    steps
+        Number of optimisation steps; None for no step limit (then ``time_budget`` or :meth:`Trainer.stop`
+        ends the run).
+    time_budget
+        Wall-clock seconds of training (validation and checkpoints included, pauses excluded), or None. With ``steps`` too, whichever is
+        reached first ends the run.
+    tile
+        Side of the square training tiles (px), rounded up to a multiple of ``2**depth``; it must cover
+        the network's field of view. None picks the smallest such side that is at least 64.
+    batch_size
+        Tiles per step.
+    lr
+        Peak learning rate of the Adam optimiser.
+    lr_schedule
+        ``"cosine"``: a linear warm-up over the first ``warmup_steps`` steps, then cosine decay to
+        zero at the end of the run, where progress is the larger of ``step / steps`` and
+        ``elapsed / time_budget`` (so it also works with a time budget alone); constant when the run
+        has neither limit. ``"constant"``: ``lr`` throughout (after the warm-up).
+    warmup_steps
+        Steps of linear learning-rate warm-up (0 for none).
+    weight_decay
+        Decoupled weight decay (AdamW).
+    batchnorm
+        How BatchNorm layers (models with ``norm="batch"``) train. ``"frozen"``: they keep their running
+        statistics (identity for a fresh model, the initial model's when fine-tuning) and only learn
+        their scale and shift, so training computes exactly the function that prediction computes.
+        ``"batch"``: the usual batch statistics in training, running averages at prediction; with sparse
+        scribbles, small batches and images whose background is nearly flat, the two differ enough
+        to hurt (see ``docs/quality.md``).
+    fg_share
+        Share of tiles centred on object pixels (the rest on background pixels).
+    val_share
+        Share of the strokes of each label value held out for validation (whole strokes; at least one
+        stroke per value is kept for training). 0 disables validation.
+    flips, rot90
+        Random flips and 90-degree rotations of the tiles.
+    intensity_jitter
+        Amplitude of the random per-channel gain/offset on the normalised image (0 disables it).
+    elastic
+        Elastic deformation of the tiles (U-Net paper style).
+    elastic_sigma
+        Standard deviation (px) of the elastic displacements.
+    noise
+        Largest standard deviation of the Gaussian noise added to the normalised tiles (each tile draws
+        its own level in ``[0, noise]``; 0 disables it). With a few hundred labelled pixels a network
+        can learn the noise pattern around them by heart; fresh noise every time prevents that.
+    loss
+        ``"ce"`` (BCE with ``pos_weight`` for one class, class-weighted cross-entropy for several) or
+        ``"focal"``.
+    dice_weight
+        Weight of an added soft Dice term on labelled pixels (0 = none).
+    focal_gamma
+        Focusing parameter of the focal loss.
+    class_weighting
+        ``"inverse"``, ``"median"`` (frequency) or ``"none"``: class weights for several classes.
+    weight_clip
+        Range the class weights are clipped to.
+    seed
+        Seed of the model initialisation, the tile sampling, the augmentations and the split.
+    validate_every
+        Validate every this many steps (0: only at the end).
+    checkpoint_every
+        Write the model to ``out`` every this many steps (0: only at the end).
+    device
+        ``"auto"`` (CUDA, else Apple MPS, else CPU), ``"cpu"``, ``"cuda"`` or ``"mps"``.
+    """
+
+    steps: int | None = 500
+    time_budget: float | None = None
+    tile: int | None = None
+    batch_size: int = 4
+    lr: float = 1e-3
+    lr_schedule: Literal["cosine", "constant"] = "cosine"
+    warmup_steps: int = 20
+    weight_decay: float = 0.0
+    batchnorm: Literal["frozen", "batch"] = "frozen"
+    fg_share: float = 0.5
+    val_share: float = 0.2
+    flips: bool = True
+    rot90: bool = True
+    intensity_jitter: float = 0.1
+    elastic: bool = False
+    elastic_sigma: float = 10.0
+    noise: float = 0.1
+    loss: LossKind = "ce"
+    dice_weight: float = 0.0
+    focal_gamma: float = 2.0
+    class_weighting: ClassWeighting = "inverse"
+    weight_clip: tuple[float, float] = (WEIGHT_MIN, WEIGHT_MAX)
+    seed: int = 0
+    validate_every: int = 100
+    checkpoint_every: int = 0
+    device: DeviceName = "auto"
+
+    def __post_init__(self) -> None:
+        def fail(msg: str) -> None:
+            raise ScribbleUNetError(msg)
+
+        if self.steps is not None and (int(self.steps) != self.steps or self.steps <= 0):
+            fail(f"steps must be a positive whole number, got {self.steps}")
+        if self.time_budget is not None and not (self.time_budget > 0 and math.isfinite(self.time_budget)):
+            fail(f"time budget must be a positive number of seconds, got {self.time_budget}")
+        if self.tile is not None and self.tile <= 0:
+            fail(f"tile size must be positive, got {self.tile}")
+        if self.batch_size < 1:
+            fail(f"batch size must be at least 1, got {self.batch_size}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            fail(f"learning rate must be positive, got {self.lr}")
+        if self.lr_schedule not in ("cosine", "constant"):
+            fail(f"learning-rate schedule must be 'cosine' or 'constant', got {self.lr_schedule!r}")
+        if self.warmup_steps < 0:
+            fail(f"warmup steps must be >= 0, got {self.warmup_steps}")
+        if self.batchnorm not in ("frozen", "batch"):
+            fail(f"batchnorm must be 'frozen' or 'batch', got {self.batchnorm!r}")
+        if self.weight_decay < 0:
+            fail(f"weight decay must be >= 0, got {self.weight_decay}")
+        if not 0.0 <= self.fg_share <= 1.0:
+            fail(f"foreground share must be between 0 and 1, got {self.fg_share}")
+        if not 0.0 <= self.val_share < 1.0:
+            fail(f"validation share must be in [0, 1), got {self.val_share}")
+        if self.intensity_jitter < 0:
+            fail(f"intensity jitter must be >= 0, got {self.intensity_jitter}")
+        if self.elastic_sigma < 0:
+            fail(f"elastic sigma must be >= 0, got {self.elastic_sigma}")
+        if self.loss not in ("ce", "focal"):
+            fail(f"loss must be 'ce' or 'focal', got {self.loss!r}")
+        if self.dice_weight < 0:
+            fail(f"Dice weight must be >= 0, got {self.dice_weight}")
+        if self.focal_gamma < 0:
+            fail(f"focal gamma must be >= 0, got {self.focal_gamma}")
+        if self.class_weighting not in ("inverse", "median", "none"):
+            fail(f"class weighting must be 'inverse', 'median' or 'none', got {self.class_weighting!r}")
+        lo, hi = self.weight_clip
+        if not 0 < lo <= hi:
+            fail(f"weight clip range must satisfy 0 < low <= high, got {self.weight_clip}")
+        if self.seed < 0:
+            fail(f"seed must be >= 0, got {self.seed}")
+        if self.validate_every < 0:
+            fail(f"validate_every must be >= 0, got {self.validate_every}")
+        if self.checkpoint_every < 0:
+            fail(f"checkpoint_every must be >= 0, got {self.checkpoint_every}")
+        if self.device not in ("auto", "cpu", "cuda", "mps"):
+            fail(f"device must be auto, cpu, cuda or mps, got {self.device!r}")
+
+    @property
+    def augment(self) -> Augment:
+        """The augmentation settings as an :class:`~.sampler.Augment`."""
+        return Augment(
+            flips=self.flips,
+            rot90=self.rot90,
+            intensity=self.intensity_jitter,
+            elastic=self.elastic,
+            elastic_sigma=self.elastic_sigma,
+            noise=self.noise,
+        )
+
+    @property
+    def loss_config(self) -> LossConfig:
+        """The loss settings as a :class:`~.losses.LossConfig`."""
+        return LossConfig(self.loss, self.dice_weight, self.focal_gamma, self.class_weighting, self.weight_clip)
+
+
+# ---------------------------------------------------------------------- events
+@dataclass(frozen=True)
+class StepEvent:
+    """One optimisation step done: ``loss`` of this step's batch, ``elapsed`` training seconds."""
+
+    step: int
+    loss: float
+    elapsed: float
+
+
+@dataclass(frozen=True)
+class ValidationEvent:
+    """Scores on the held-out strokes, per class name (``"background"`` included).
+
+    ``n_pixels`` is the number of held-out pixels scored. A class with no held-out pixel that is never
+    predicted on them has no entry.
+    """
+
+    step: int
+    iou: dict[str, float]
+    dice: dict[str, float]
+    n_pixels: int = 0
+
+
+@dataclass(frozen=True)
+class CheckpointEvent:
+    """The model was written to ``path`` (an intermediate checkpoint, ``training["finished"]`` False)."""
+
+    step: int
+    path: Path
+    checkpoint: Checkpoint
+
+
+@dataclass(frozen=True)
+class FinishedEvent:
+    """The run ended: ``reason`` is ``"steps"``, ``"time"`` or ``"stopped"``.
+
+    ``checkpoint`` holds the final weights; ``path`` is where they were written (None without ``out``).
+    """
+
+    step: int
+    reason: FinishReason
+    checkpoint: Checkpoint
+    path: Path | None = None
+
+
+TrainEvent = StepEvent | ValidationEvent | CheckpointEvent | FinishedEvent
+
+
+# ---------------------------------------------------------------------- helpers
+def resolve_device(name: str) -> torch.device:
+    """``"auto"``: CUDA when available, else Apple MPS, else CPU; explicit names must be available."""
+    mps = getattr(torch.backends, "mps", None)
+    mps_ok = bool(mps is not None and mps.is_available())
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps") if mps_ok else torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ScribbleUNetError("device 'cuda' was asked for but no CUDA GPU is available; use --device auto or cpu")
+    if name == "mps" and not mps_ok:
+        raise ScribbleUNetError("device 'mps' was asked for but Apple MPS is not available; use --device auto or cpu")
+    if name not in ("cpu", "cuda", "mps"):
+        raise ScribbleUNetError(f"device must be auto, cpu, cuda or mps, got {name!r}")
+    return torch.device(name)
+
+
+def config_for_init(init: Checkpoint, class_names: Sequence[str] | None = None) -> ModelConfig:
+    """The model configuration to fine-tune ``init``: its architecture, with ``class_names`` if given."""
+    c = init.config
+    names = tuple(class_names) if class_names else c.class_names
+    return ModelConfig(c.depth, c.width, c.in_channels, len(names), names, c.norm)
+
+
+def check_classes_painted(counts: dict[int, int], class_names: Sequence[str]) -> None:
+    """Refuse label sets a model cannot learn from: nothing painted, or only one side painted."""
+    k = len(class_names)
+    objects = "value 2" if k == 1 else f"values 2..{k + 1}"
+    if not counts:
+        raise ScribbleUNetError(
+            f"the scribbles have no labelled pixel; paint some background (value 1) and some objects ({objects})"
+        )
+    if 1 not in counts:
+        raise ScribbleUNetError("only objects are painted; paint some background (value 1) as well")
+    if not any(v >= 2 for v in counts):
+        raise ScribbleUNetError(f"only background is painted; paint some objects ({objects}) as well")
+
+
+def _check_out(out: str | os.PathLike[str]) -> Path:
+    path = Path(out)
+    if path.is_dir():
+        raise ScribbleUNetError(f"model path {path} is a directory; give a file name such as model.safetensors")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise ScribbleUNetError(f"folder {parent} for the model does not exist")
+    if not os.access(parent, os.W_OK):
+        raise ScribbleUNetError(f"folder {parent} for the model is not writable")
+    return path
+
+
+def _load_init(model: UNet, init: Checkpoint) -> bool:
+    """Copy ``init``'s weights into ``model``; returns True when the head was kept new (other classes)."""
+    if init.config.n_classes == model.config.n_classes:
+        model.load_state_dict(init.state_dict)
+        return False
+    state = {k: v for k, v in init.state_dict.items() if not k.startswith("head.")}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    assert not unexpected and all(k.startswith("head.") for k in missing), (missing, unexpected)
+    return True
+
+
+# ---------------------------------------------------------------------- trainer
+class Trainer:
+    """Train a U-Net on sparse scribbles.
+
+    Parameters
+    ----------
+    image
+        The training image: an :class:`~scribble_unet.io.ImageSource`, or an array/path accepted by
+        :func:`~scribble_unet.io.open_image`.
+    scribbles
+        ``(Y, X)`` label array (numpy, zarr, ...) of the image's size: 0 unlabelled, 1 background,
+        ``k + 1`` class ``k``. Read by chunks; it may be edited while training runs (then call
+        :meth:`scribbles_changed`).
+    model_config
+        Architecture and classes. ``in_channels`` must match the image. With ``init``, depth, width
+        and norm must match the initial model (see :func:`config_for_init`).
+    config
+        Training options.
+    init
+        Checkpoint to fine-tune. Same number of classes: all weights are loaded. Another number of
+        classes: everything but the output layer is loaded, the output layer starts fresh.
+    out
+        Model file to write (intermediate and final checkpoints); None keeps the model in memory only.
+    weights
+        Optional ``(Y, X)`` per-pixel loss weights (e.g. :func:`~.losses.unet_weight_map` for dense
+        instance masks).
+    normalization
+        Intensity normalisation; by default computed on ``image`` with
+        :func:`~scribble_unet.normalize.compute_normalization`. Stored in the checkpoint.
+
+    Attributes
+    ----------
+    model
+        The network being trained (train mode during steps, eval mode during validation).
+    index, split
+        The label index and the current training/validation split.
+    step
+        Steps done so far.
+    device
+        The torch device used.
+    """
+
+    def __init__(
+        self,
+        image: Any,
+        scribbles: Any,
+        model_config: ModelConfig,
+        config: TrainConfig,
+        init: Checkpoint | None = None,
+        out: str | os.PathLike[str] | None = None,
+        weights: Any | None = None,
+        normalization: Normalization | None = None,
+    ) -> None:
+        src: ImageSource = open_image(image)
+        self.image = src
+        self.config = config
+        self.model_config = model_config
+        self.init = init
+        shape = tuple(int(s) for s in scribbles.shape)
+        if shape != tuple(src.shape_yx):
+            raise ScribbleUNetError(
+                f"scribbles have shape {shape} but the image is {tuple(src.shape_yx)} (Y, X); they must match"
+            )
+        if weights is not None and tuple(int(s) for s in weights.shape) != tuple(src.shape_yx):
+            raise ScribbleUNetError(
+                f"loss weights have shape {tuple(weights.shape)} but the image is {tuple(src.shape_yx)}"
+            )
+        if init is not None and init.config.in_channels != src.n_channels:
+            raise ScribbleUNetError(
+                f"the initial model takes {init.config.in_channels} input channel(s) but the image has "
+                f"{src.n_channels}; fine-tune on an image with the same channels or train from scratch"
+            )
+        if model_config.in_channels != src.n_channels:
+            raise ScribbleUNetError(
+                f"the image has {src.n_channels} channel(s) but the model config expects {model_config.in_channels}"
+            )
+        if init is not None:
+            a, b = init.config, model_config
+            if (a.depth, a.width, a.norm) != (b.depth, b.width, b.norm):
+                raise ScribbleUNetError(
+                    f"the initial model has depth {a.depth}, width {a.width}, norm {a.norm} but the model config "
+                    f"asks for depth {b.depth}, width {b.width}, norm {b.norm}; fine-tuning keeps the architecture"
+                )
+        self.out = _check_out(out) if out is not None else None
+        self.device = resolve_device(config.device)
+        self.tile = check_tile(config.tile, model_config)
+
+        self.index = LabelIndex(scribbles, model_config.class_names)
+        check_classes_painted(self.index.counts, model_config.class_names)
+        self.split: StrokeSplit = split_strokes(self.index, config.val_share, config.seed)
+
+        self.normalization = normalization or compute_normalization(src)
+        if self.normalization.n_channels != src.n_channels:
+            raise ScribbleUNetError(
+                f"normalisation has {self.normalization.n_channels} channel(s) but the image has {src.n_channels}"
+            )
+        self.sampler = TileSampler(
+            src, scribbles, self.split, self.tile, self.normalization, config.fg_share, config.augment, weights
+        )
+        self.loss_fn = ScribbleLoss(model_config.n_classes, config.loss_config, self.index.counts)
+
+        self.model: UNet = build_model(model_config, seed=config.seed)
+        self.new_head = False
+        if init is not None:
+            self.new_head = _load_init(self.model, init)
+        self.model.to(self.device)
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+        )
+        self.rng = np.random.default_rng(config.seed)
+        self.step = 0
+        self.elapsed = 0.0
+        self.last_validation: ValidationEvent | None = None
+        self._losses: deque[float] = deque(maxlen=20)
+
+        self._cond = threading.Condition()
+        self._paused = False
+        self._stopped = False
+        self._pending: list[Region | None] = []
+        self._running = False
+
+    # ------------------------------------------------------------------ control (any thread)
+    def pause(self) -> None:
+        """Pause before the next step; :meth:`run` blocks until :meth:`resume` or :meth:`stop`."""
+        with self._cond:
+            self._paused = True
+            self._cond.notify_all()
+
+    def resume(self) -> None:
+        """Continue after :meth:`pause`."""
+        with self._cond:
+            self._paused = False
+            self._cond.notify_all()
+
+    def stop(self) -> None:
+        """End the run after the current step (also while paused); the final checkpoint is still made."""
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
+
+    @property
+    def paused(self) -> bool:
+        """Whether :meth:`pause` is in effect."""
+        with self._cond:
+            return self._paused
+
+    def scribbles_changed(self, region: Region | None = None) -> None:
+        """Tell the trainer that the scribbles changed in ``region`` ``(y0, y1, x0, x1)`` (None: anywhere).
+
+        Before the next step only the index chunks touching the region are re-read; the split, the
+        sampler and the loss weights (``pos_weight`` / class weights) are recomputed from the new counts.
+        """
+        with self._cond:
+            self._pending.append(None if region is None else tuple(int(v) for v in region))  # type: ignore[arg-type]
+
+    # ------------------------------------------------------------------ internals
+    def _apply_changes(self) -> bool:
+        with self._cond:
+            pending, self._pending = self._pending, []
+        if not pending:
+            return False
+        if any(r is None for r in pending):
+            self.index.update()
+        else:
+            chunks = [c for r in pending for c in self.index.chunks_in(r)]  # type: ignore[arg-type]
+            self.index.update(chunks=chunks)
+        check_classes_painted(self.index.counts, self.model_config.class_names)
+        self.split = split_strokes(self.index, self.config.val_share, self.config.seed)
+        self.sampler.set_split(self.split)
+        self.loss_fn.set_counts(self.index.counts)
+        return True
+
+    def _wait_while_paused(self) -> float:
+        """Block while paused (until resumed or stopped); returns the seconds spent waiting."""
+        t0 = time.perf_counter()
+        with self._cond:
+            while self._paused and not self._stopped:
+                self._cond.wait()
+        return time.perf_counter() - t0
+
+    def learning_rate(self, run_step: int, run_elapsed: float) -> float:
+        """Learning rate for the ``run_step``-th step of the current run (0-based), see ``lr_schedule``."""
+        cfg = self.config
+        lr = cfg.lr
+        if cfg.warmup_steps and self.step < cfg.warmup_steps:
+            lr *= (self.step + 1) / (cfg.warmup_steps + 1)
+        if cfg.lr_schedule == "cosine":
+            progress = 0.0
+            if cfg.steps is not None:
+                progress = run_step / cfg.steps
+            if cfg.time_budget is not None:
+                progress = max(progress, run_elapsed / cfg.time_budget)
+            lr *= 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+        return lr
+
+    def _train_step(self, lr: float) -> float:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        images, labels, weights = self.sampler.batch(self.config.batch_size, self.rng)
+        x = torch.from_numpy(images).to(self.device)
+        y = torch.from_numpy(labels).to(self.device)
+        w = torch.from_numpy(weights).to(self.device) if weights is not None else None
+        self.model.train()
+        if self.config.batchnorm == "frozen":
+            for m in self.model.modules():
+                if isinstance(m, torch.nn.BatchNorm2d):
+                    m.eval()  # running statistics used and kept; scale and shift still learn
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self.loss_fn(self.model(x), y, w)
+        loss.backward()
+        self.optimizer.step()
+        return float(loss.detach())
+
+    def class_label_names(self) -> dict[int, str]:
+        """Label value -> name: ``1 -> "background"``, ``k + 1 -> class_names[k - 1]``."""
+        names = {1: "background"}
+        for k, n in enumerate(self.model_config.class_names):
+            names[k + 2] = n
+        return names
+
+    def validate(self) -> ValidationEvent | None:
+        """IoU and Dice per class on the held-out strokes (None when nothing is held out).
+
+        The network runs in eval mode (BatchNorm uses its running statistics and does not update them)
+        and is put back in the mode it was in.
+        """
+        val = self.split.val_all
+        if len(val) == 0:
+            return None
+        w = self.index.shape[1]
+        a = self.model_config.align
+        cell = max(256, -(-self.tile // a) * a)
+        ys, xs = val // w, val % w
+        truth = np.concatenate([np.full(len(p), v) for v, p in sorted(self.split.val.items())])
+        order = np.argsort(np.concatenate([p for _, p in sorted(self.split.val.items())]), kind="stable")
+        truth = truth[order]  # aligned with val (= sorted union of the held-out positions)
+        pred = np.zeros(len(val), np.int64)
+        cells = (ys // cell) * (w // cell + 1) + xs // cell
+        h = self.index.shape[0]
+        for c in np.unique(cells):
+            sel = np.flatnonzero(cells == c)
+            cy, cx = divmod(int(c), w // cell + 1)
+            y0, x0 = cy * cell, cx * cell
+            y1, x1 = min(y0 + cell, h), min(x0 + cell, w)
+            probs = predict_window(self.model, self.image, self.normalization, y0, y1, x0, x1, self.device)
+            pred[sel] = values_from_probabilities(probs)[ys[sel] - y0, xs[sel] - x0]
+        iou: dict[str, float] = {}
+        dice: dict[str, float] = {}
+        for v, name in self.class_label_names().items():
+            tp = int(np.sum((pred == v) & (truth == v)))
+            fp = int(np.sum((pred == v) & (truth != v)))
+            fn = int(np.sum((pred != v) & (truth == v)))
+            if tp + fp + fn == 0:
+                continue
+            iou[name] = tp / (tp + fp + fn)
+            dice[name] = 2 * tp / (2 * tp + fp + fn)
+        return ValidationEvent(self.step, iou, dice, len(val))
+
+    def checkpoint(self, finished: bool = False, reason: str | None = None) -> Checkpoint:
+        """The current weights with normalisation and training notes (a copy; training may go on)."""
+        last = self.last_validation
+        notes: dict[str, Any] = {
+            "steps": self.step,
+            "final_loss": float(np.mean(self._losses)) if self._losses else None,
+            "val_iou": last.iou if last else None,
+            "val_dice": last.dice if last else None,
+            "val_step": last.step if last else None,
+            "class_names": list(self.model_config.class_names),
+            "elapsed_s": round(self.elapsed, 3),
+            "finished": finished,
+            "reason": reason,
+            "tile": self.tile,
+            "batch_size": self.config.batch_size,
+            "lr": self.config.lr,
+            "seed": self.config.seed,
+            "device": str(self.device),
+            "label_counts": {str(v): n for v, n in self.index.counts.items()},
+            "held_out_strokes": {str(v): n for v, n in self.split.n_val_strokes.items()},
+            "init": self.init.token if self.init is not None else None,
+            "new_head": self.new_head,
+        }
+        return Checkpoint.from_model(self.model, self.normalization, notes)
+
+    # ------------------------------------------------------------------ the loop
+    def run(self) -> Iterator[TrainEvent]:
+        """Train, yielding events; ends with exactly one :class:`FinishedEvent`.
+
+        Calling ``run()`` again after it finished trains ``steps`` more steps (with a fresh time budget)
+        on the same model and optimiser.
+        """
+        cfg = self.config
+        with self._cond:
+            if self._running:
+                raise RuntimeError("this trainer is already running")
+            self._running = True
+        try:
+            start_step = self.step
+            base_elapsed = self.elapsed
+            run_start = time.perf_counter()
+            paused_s = 0.0
+
+            def clock() -> float:
+                # Wall-clock seconds of this run, pauses excluded; validation and checkpoints count.
+                return time.perf_counter() - run_start - paused_s
+
+            reason: FinishReason | None = None
+            while True:
+                paused_s += self._wait_while_paused()
+                with self._cond:
+                    if self._stopped:
+                        reason = "stopped"
+                if reason:
+                    break
+                self._apply_changes()
+                loss = self._train_step(self.learning_rate(self.step - start_step, clock()))
+                self.step += 1
+                self.elapsed = base_elapsed + clock()
+                self._losses.append(loss)
+                yield StepEvent(self.step, loss, self.elapsed)
+                done_steps = cfg.steps is not None and self.step - start_step >= cfg.steps
+                done_time = cfg.time_budget is not None and clock() >= cfg.time_budget
+                if cfg.validate_every and self.step % cfg.validate_every == 0 and not (done_steps or done_time):
+                    ev = self.validate()
+                    if ev is not None:
+                        self.last_validation = ev
+                        yield ev
+                if cfg.checkpoint_every and self.out is not None and self.step % cfg.checkpoint_every == 0:
+                    ckpt = self.checkpoint(finished=False)
+                    save_checkpoint(self.out, ckpt)
+                    yield CheckpointEvent(self.step, self.out, ckpt)
+                if done_steps:
+                    reason = "steps"
+                elif cfg.time_budget is not None and clock() >= cfg.time_budget:
+                    reason = "time"
+                if reason:
+                    break
+            trained = self.step > start_step
+            if trained and (self.last_validation is None or self.last_validation.step != self.step):
+                ev = self.validate()
+                if ev is not None:
+                    self.last_validation = ev
+                    yield ev
+            self.elapsed = base_elapsed + clock()
+            final = self.checkpoint(finished=True, reason=reason)
+            if self.out is not None:
+                save_checkpoint(self.out, final)
+            yield FinishedEvent(self.step, reason, final, self.out)
+        finally:
+            with self._cond:
+                self._running = False
+                self._stopped = False
+                self._paused = False
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns: the final checkpoint and every event seen."""
+
+    checkpoint: Checkpoint
+    events: list[TrainEvent] = field(default_factory=list)
+
+
+def train(
+    image: Any,
+    scribbles: Any,
+    model_config: ModelConfig,
+    config: TrainConfig,
+    init: Checkpoint | None = None,
+    out: str | os.PathLike[str] | None = None,
+) -> TrainResult:
+    """Run a :class:`Trainer` to the end and return the final checkpoint (a convenience for scripts)."""
+    trainer = Trainer(image, scribbles, model_config, config, init=init, out=out)
+    events: list[TrainEvent] = []
+    for ev in trainer.run():
+        events.append(ev)
+        if isinstance(ev, FinishedEvent):
+            return TrainResult(ev.checkpoint, events)
+    raise RuntimeError("training ended without a FinishedEvent")  # pragma: no cover
