@@ -128,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("init-model", help="write an untrained model to predict with")
     m.add_argument("--out", required=True, help="model file to write (e.g. model.safetensors)")
-    m.add_argument("--depth", type=_positive_int, default=3)
+    m.add_argument("--depth", type=_positive_int, default=2)
     m.add_argument("--width", type=_positive_int, default=16)
     m.add_argument("--channels", type=_positive_int, default=1, help="input channels")
     m.add_argument("--classes", type=_positive_int, default=None, help="number of object classes K")
@@ -143,12 +143,13 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--model", required=True)
     pr.add_argument("--image", required=True, help="zarr array, OME-Zarr image or TIFF")
     pr.add_argument("--out", required=True, help="output zarr group (resumed if it exists)")
-    pr.add_argument("--tile", type=_non_negative_int, default=1024,
+    pr.add_argument("--tile", type=_non_negative_int, default=512,
                     help="output chunk side in px, rounded to the model's grid; 0 = one whole-image pass")
     pr.add_argument("--probabilities", action="store_true", help="also write per-class probabilities")
     pr.add_argument("--workers", type=_positive_int, default=None, help="run on a local dask cluster")
     pr.add_argument("--scheduler", default=None, help="address of a dask scheduler, tcp://HOST:PORT")
-    pr.add_argument("--threads", type=_positive_int, default=1, help="chunks predicted at once locally")
+    pr.add_argument("--threads", type=_positive_int, default=None,
+                    help="chunks predicted at once locally (default: one per core, one torch thread each)")
     pr.add_argument("--channel-axis", type=int, default=None)
     pr.add_argument("--nan-policy", choices=["error", "zero"], default="error",
                     help="NaN/inf pixels: refuse (default) or predict them as normalised 0")

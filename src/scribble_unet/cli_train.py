@@ -82,7 +82,7 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     t.add_argument("--classes", default=None, metavar="NAMES",
                    help="comma-separated object class names (value 2 is the first); default: one class "
                         "'object', or the classes of --init")
-    t.add_argument("--depth", type=_positive_int, default=None, help="U-Net depth (default 3, or that of --init)")
+    t.add_argument("--depth", type=_positive_int, default=None, help="U-Net depth (default 2, or that of --init)")
     t.add_argument("--width", type=_positive_int, default=None,
                    help="channels of the first level (default 16, or that of --init)")
     t.add_argument("--tile", type=_positive_int, default=None,
@@ -199,7 +199,7 @@ def run_train(args: argparse.Namespace) -> int:
     else:
         names = names or ("object",)
         model_config = ModelConfig(
-            depth=args.depth or 3,
+            depth=args.depth or ModelConfig().depth,
             width=args.width or 16,
             in_channels=image.n_channels,
             n_classes=len(names),

@@ -31,7 +31,7 @@ from .io import ImageSource, open_image
 from .normalize import NanPolicy, Normalization
 from .tiling import TileGrid, read_reflected, reflect_index, round_tile
 
-DEFAULT_TILE = 1024
+DEFAULT_TILE = 512
 
 _MODEL_CACHE: dict[tuple[str, str], torch.nn.Module] = {}
 _MODEL_LOCK = threading.Lock()
@@ -450,7 +450,7 @@ def predict_to_zarr(
     probabilities: bool = False,
     workers: int | None = None,
     scheduler: str | None = None,
-    threads: int = 1,
+    threads: int | None = None,
     nan_policy: NanPolicy = "error",
     device: str = "auto",
     overwrite: bool = False,
@@ -468,7 +468,8 @@ def predict_to_zarr(
         Address of an existing dask scheduler (``tcp://host:port``) to run on.
     threads
         Chunks predicted at once by the local thread pool (when neither ``workers`` nor
-        ``scheduler`` is given). Torch already uses every core within a chunk, so 1 is the default.
+        ``scheduler`` is given); default: one per core, each chunk running torch on one thread,
+        which measured 1.2-1.5x faster than one chunk at a time on all cores (docs/performance.md).
     progress
         ``True`` shows a tqdm bar on stderr, a callable receives ``(done, total)``.
     cancel
@@ -494,7 +495,7 @@ def _predict_to_zarr(
     out: str,
     probabilities: bool,
     client: Any,
-    threads: int,
+    threads: int | None,
     overwrite: bool,
     progress: bool | Callable[[int, int], None],
     cancel: threading.Event | None,
@@ -531,11 +532,16 @@ def _predict_to_zarr(
         else:
             from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
-            with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+            n_threads = threads or os.cpu_count() or 1
+            torch_threads = torch.get_num_threads()
+            if n_threads > 1 and predictor.device == "cpu":
+                torch.set_num_threads(max(1, torch_threads // n_threads))
+            pool = ThreadPoolExecutor(max_workers=n_threads)
+            try:
                 pending: set[Any] = set()
                 it = iter(todo)
                 while True:
-                    while len(pending) < 2 * max(1, threads) and not (cancel and cancel.is_set()):
+                    while len(pending) < 2 * n_threads and not (cancel and cancel.is_set()):
                         nxt = next(it, None)
                         if nxt is None:
                             break
@@ -547,6 +553,9 @@ def _predict_to_zarr(
                         f.result()
                         n_done += 1
                         advance(n_done)
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
+                torch.set_num_threads(torch_threads)
     finally:
         if bar is not None:
             bar.close()
