@@ -73,18 +73,25 @@ class Checkpoint:
         return cls(model.config, state, normalization, dict(training or {}))
 
 
-def save_checkpoint(path: str | os.PathLike[str], checkpoint: Checkpoint) -> Path:
-    """Write ``checkpoint`` to ``path`` atomically (temporary file, then rename)."""
-    from safetensors.torch import save_file
-
+def check_model_path(path: str | os.PathLike[str]) -> Path:
+    """Refuse, in one line, a model path that cannot be written: a folder, a missing or read-only parent."""
     path = Path(path)
     if path.is_dir():
         raise ScribbleUNetError(f"model path {path} is a directory; give a file name such as model.safetensors")
     parent = path.parent if str(path.parent) else Path(".")
-    if not parent.exists():
-        raise ScribbleUNetError(f"folder {parent} does not exist")
+    if not parent.is_dir():
+        raise ScribbleUNetError(f"folder {parent} for the model does not exist")
     if not os.access(parent, os.W_OK):
-        raise ScribbleUNetError(f"folder {parent} is not writable")
+        raise ScribbleUNetError(f"folder {parent} for the model is not writable")
+    return path
+
+
+def save_checkpoint(path: str | os.PathLike[str], checkpoint: Checkpoint) -> Path:
+    """Write ``checkpoint`` to ``path`` atomically (temporary file, then rename)."""
+    from safetensors.torch import save_file
+
+    path = check_model_path(path)
+    parent = path.parent
     metadata = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,

@@ -13,27 +13,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from ._argtypes import non_negative_int as _non_negative_int
+from ._argtypes import positive_int as _positive_int
 from .errors import ScribbleUNetError
-
-
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be positive, got {v}")
-    return v
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {v}")
-    return v
 
 
 def _cmd_init_model(args: argparse.Namespace) -> int:

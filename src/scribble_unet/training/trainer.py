@@ -35,7 +35,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from ..checkpoint import Checkpoint, save_checkpoint
+from ..checkpoint import Checkpoint, check_model_path, save_checkpoint
 from ..errors import ScribbleUNetError
 from ..io import ImageSource, open_image
 from ..model import ModelConfig, UNet, build_model
@@ -306,18 +306,6 @@ def check_classes_painted(counts: dict[int, int], class_names: Sequence[str]) ->
         raise ScribbleUNetError(f"only background is painted; paint some objects ({objects}) as well")
 
 
-def _check_out(out: str | os.PathLike[str]) -> Path:
-    path = Path(out)
-    if path.is_dir():
-        raise ScribbleUNetError(f"model path {path} is a directory; give a file name such as model.safetensors")
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise ScribbleUNetError(f"folder {parent} for the model does not exist")
-    if not os.access(parent, os.W_OK):
-        raise ScribbleUNetError(f"folder {parent} for the model is not writable")
-    return path
-
-
 def _load_init(model: UNet, init: Checkpoint) -> bool:
     """Copy ``init``'s weights into ``model``; returns True when the head was kept new (other classes)."""
     if init.config.n_classes == model.config.n_classes:
@@ -412,7 +400,7 @@ class Trainer:
                     f"the initial model has depth {a.depth}, width {a.width}, norm {a.norm} but the model config "
                     f"asks for depth {b.depth}, width {b.width}, norm {b.norm}; fine-tuning keeps the architecture"
                 )
-        self.out = _check_out(out) if out is not None else None
+        self.out = check_model_path(out) if out is not None else None
         self.device = resolve_device(config.device)
         self.tile = check_tile(config.tile, model_config)
 
