@@ -155,6 +155,8 @@ class Controller:
             return
         self.image_layer = layer
         self.source = self._source_of(layer)
+        if self.live is not None:
+            self.live.stop()  # its worker returns after the chunk in flight; a new one starts for the new image
         self.live = None
         self.status.emit(f"image: {layer.name} ({self.source.shape_yx[0]} x {self.source.shape_yx[1]}, "
                          f"{self.source.n_channels} channel(s))")
@@ -466,6 +468,9 @@ class Controller:
 
     def _on_live_finished(self) -> None:
         self._live_worker = None
+        # the image changed while the old worker was finishing: serve the new image's prediction
+        if not self._closed and self.live is not None and self.live.running.is_set() is False:
+            self._ensure_live_worker()
 
     # ------------------------------------------------------------------ training
     def start_training(self, model_config: Any, train_config: Any, init_path: str | Path | None = None) -> None:
