@@ -19,6 +19,7 @@ import numpy as np
 from ..checkpoint import Checkpoint
 from ..io import ImageSource
 from ..predict import ChunkPredictor
+from ._levels import LevelArray
 
 DEFAULT_LIVE_TILE = 512
 MAX_CACHED_CHUNKS = 2048  # 512 MiB of uint8 masks at 512²: the oldest are dropped beyond this
@@ -138,7 +139,7 @@ class LivePrediction:
         return [CachedMaskLevel(self, lvl) for lvl in range(n_levels)]
 
 
-class CachedMaskLevel:
+class CachedMaskLevel(LevelArray):
     """A read-only array ``(Y_l, X_l)`` of the cached prediction at pyramid level ``level``.
 
     Pixel ``(y, x)`` of level ``l`` is full-resolution pixel ``(y * 2**l, x * 2**l)`` of the cache,
@@ -146,26 +147,9 @@ class CachedMaskLevel:
     ``dtype``, ``ndim``, ``__getitem__``).
     """
 
-    dtype = np.dtype(np.uint8)
-    ndim = 2
-
     def __init__(self, live: LivePrediction, level: int) -> None:
+        super().__init__(live.source.shape_yx, level)
         self.live = live
-        self.level = level
-        h, w = live.source.shape_yx
-        f = 2**level
-        self.shape = (-(-h // f), -(-w // f))
-
-    @property
-    def size(self) -> int:
-        return self.shape[0] * self.shape[1]
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        out = self[:, :]
-        return out if dtype is None else out.astype(dtype)
 
     def __getitem__(self, key: Any) -> np.ndarray:
         if not isinstance(key, tuple):

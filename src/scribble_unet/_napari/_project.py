@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ScribbleUNetError
+from ._levels import LevelArray
 
 SCRIBBLE_CHUNK = 512
 PROJECT_FILE = "project.json"
@@ -307,29 +308,13 @@ class ScribbleOverview:
         return out
 
 
-class ScribbleOverviewLevel:
+class ScribbleOverviewLevel(LevelArray):
     """Level ``level`` of a :class:`ScribbleOverview` as the array napari reads (``shape``, ``dtype``,
     ``ndim``, ``__getitem__``); only basic slices are read from the store, anything else is refused."""
 
-    dtype = np.dtype(np.uint8)
-    ndim = 2
-
     def __init__(self, overview: ScribbleOverview, level: int) -> None:
+        super().__init__(overview.shape, level)
         self.overview = overview
-        self.level = level
-        f = 2**level
-        self.shape = (-(-overview.shape[0] // f), -(-overview.shape[1] // f))
-
-    @property
-    def size(self) -> int:
-        return self.shape[0] * self.shape[1]
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        out = self[:, :]
-        return out if dtype is None else out.astype(dtype)
 
     def __getitem__(self, key: Any) -> Any:
         if not isinstance(key, tuple):
