@@ -41,6 +41,7 @@ class Checkpoint:
     state_dict: dict[str, torch.Tensor]
     normalization: Normalization | None = None
     training: dict[str, Any] = field(default_factory=dict)
+    _token: str | None = field(default=None, init=False, repr=False, compare=False)
 
     def build(self, device: str | torch.device = "cpu") -> UNet:
         """Instantiate the network with these weights, in eval mode (BatchNorm uses running stats)."""
@@ -51,7 +52,15 @@ class Checkpoint:
 
     @property
     def token(self) -> str:
-        """A short content hash identifying these weights (used to key caches and resumable outputs)."""
+        """A short content hash identifying these weights (used to key caches and resumable outputs).
+
+        Computed once: every predicted chunk asks for it, and hashing the weights costs milliseconds.
+        """
+        if self._token is None:
+            self._token = self._compute_token()
+        return self._token
+
+    def _compute_token(self) -> str:
         import hashlib
 
         h = hashlib.sha256()
