@@ -84,11 +84,11 @@ def main() -> None:
 
     from scribble_unet._napari import open_demo_viewer
     from scribble_unet._napari._controller import controller_for
-    from scribble_unet._napari._prediction import CachedMaskLevel
-    from scribble_unet._napari._project import ScribbleOverviewLevel
-    from scribble_unet.checkpoint import Checkpoint
-    from scribble_unet.model import ModelConfig, build_model
-    from scribble_unet.sample import ProceduralSample
+    from scribble_unet.image.procedural import ProceduralSample
+    from scribble_unet.inference.live import CachedMaskLevel
+    from scribble_unet.model.checkpoint import Checkpoint
+    from scribble_unet.model.unet import ModelConfig, build_model
+    from scribble_unet.scribbles.project import ScribbleOverviewLevel
 
     def spin(seconds: float, cond: Any = None) -> None:
         loop = QEventLoop()
@@ -125,7 +125,7 @@ def main() -> None:
     rss_open = sampler.peak
 
     # An untrained default model predicts live (the widget's default architecture).
-    from scribble_unet.normalize import Normalization
+    from scribble_unet.model.normalize import Normalization
 
     lo, hi = ctrl.image_layer.contrast_limits
     ckpt = Checkpoint.from_model(build_model(ModelConfig(), seed=0), Normalization(low=(float(lo),), high=(float(hi),)))

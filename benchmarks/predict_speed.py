@@ -29,10 +29,10 @@ import time
 import numpy as np
 import torch
 
-from scribble_unet.checkpoint import Checkpoint, save_checkpoint
-from scribble_unet.model import ModelConfig, build_model
-from scribble_unet.normalize import Normalization
-from scribble_unet.predict import logits_to_probabilities, predict_lazy
+from scribble_unet.inference.predict import logits_to_probabilities, predict_lazy
+from scribble_unet.model.checkpoint import Checkpoint, save_checkpoint
+from scribble_unet.model.normalize import Normalization
+from scribble_unet.model.unet import ModelConfig, build_model
 
 
 def synthetic_image(h: int, w: int, seed: int = 0) -> np.ndarray:

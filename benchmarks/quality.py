@@ -56,7 +56,7 @@ def train_unet(
     image: np.ndarray, labels: np.ndarray, args: argparse.Namespace, val_share: float
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Train our U-Net on ``labels`` for ``args.budget`` seconds; return foreground mask and stats."""
-    from scribble_unet.model import ModelConfig
+    from scribble_unet.model.unet import ModelConfig
     from scribble_unet.training.infer import predict_image
     from scribble_unet.training.trainer import FinishedEvent, TrainConfig, Trainer
 

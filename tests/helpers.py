@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from scribble_unet.checkpoint import Checkpoint
-from scribble_unet.model import ModelConfig, build_model
-from scribble_unet.normalize import Normalization
+from scribble_unet.model.checkpoint import Checkpoint
+from scribble_unet.model.normalize import Normalization
+from scribble_unet.model.unet import ModelConfig, build_model
 
 
 def make_checkpoint(
@@ -46,7 +46,7 @@ def whole_image_reference(ckpt: Checkpoint, image: np.ndarray) -> np.ndarray:
 
     ``image`` is (C, Y, X) already normalised (the test checkpoints use the identity map).
     """
-    from scribble_unet.predict import logits_to_probabilities
+    from scribble_unet.inference.predict import logits_to_probabilities
 
     cfg = ckpt.config
     halo, a = cfg.halo, cfg.align

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from helpers import make_checkpoint
-from scribble_unet.checkpoint import load_checkpoint, read_header, save_checkpoint
 from scribble_unet.errors import CheckpointError, ScribbleUNetError
-from scribble_unet.predict import predict_array
+from scribble_unet.inference.predict import predict_array
+from scribble_unet.model.checkpoint import load_checkpoint, read_header, save_checkpoint
 
 
 def test_roundtrip_keeps_weights_config_and_normalisation(tmp_path) -> None:
@@ -21,7 +21,7 @@ def test_roundtrip_keeps_weights_config_and_normalisation(tmp_path) -> None:
     assert back.training["steps"] == 12
     assert back.token == ckpt.token
     img = np.random.default_rng(0).random((2, 20, 30)).astype(np.float32)
-    from scribble_unet.io import ArraySource
+    from scribble_unet.image import ArraySource
 
     a = predict_array(ckpt, ArraySource(img, 0), device="cpu")[0]
     b = predict_array(back, ArraySource(img, 0), device="cpu")[0]

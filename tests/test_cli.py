@@ -7,8 +7,8 @@ import pytest
 import zarr
 
 from helpers import make_checkpoint
-from scribble_unet.checkpoint import save_checkpoint
 from scribble_unet.cli import main
+from scribble_unet.model.checkpoint import save_checkpoint
 
 
 @pytest.fixture
@@ -140,7 +140,7 @@ def test_headless_demo_runs_end_to_end(tmp_path, capsys) -> None:
     assert "foreground IoU against the hand-made mask" in stdout
     assert zarr.open_group(str(out / "prediction.zarr"), mode="r").attrs["scribble_unet"]["complete"] is True
     assert (out / "model.safetensors").exists()
-    from scribble_unet.checkpoint import load_checkpoint
+    from scribble_unet.model.checkpoint import load_checkpoint
 
     assert load_checkpoint(out / "model.safetensors").config.class_names == ("nucleus",)
 

@@ -16,9 +16,9 @@ import pytest
 import tifffile
 import zarr
 
-from scribble_unet.convert import convert_to_ome_zarr, downsample2, pyramid_shapes
 from scribble_unet.errors import InputImageError, ScribbleUNetError
-from scribble_unet.io import ArraySource, ImageSource, open_image
+from scribble_unet.image import ArraySource, ImageSource, open_image
+from scribble_unet.image.convert import convert_to_ome_zarr, downsample2, pyramid_shapes
 
 RNG = np.random.default_rng(0)
 WINDOWS = [(0, 10, 0, 10), (7, 61, 13, 90), (0, 70, 0, 95), (69, 70, 94, 95), (5, 5, 3, 9)]

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from scribble_unet.errors import ScribbleUNetError
-from scribble_unet.model import ModelConfig, build_model, receptive_field, required_halo
+from scribble_unet.model.unet import ModelConfig, build_model, receptive_field, required_halo
 
 
 @pytest.mark.parametrize("depth", [1, 2, 3, 4])

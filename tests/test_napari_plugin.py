@@ -8,12 +8,12 @@ import zarr
 
 pytest.importorskip("napari")
 
-from scribble_unet._napari._prediction import CachedMaskLevel, LivePrediction
-from scribble_unet._napari._project import Project, WriteThroughWindow
-from scribble_unet.checkpoint import Checkpoint
-from scribble_unet.model import ModelConfig, build_model
-from scribble_unet.normalize import Normalization
-from scribble_unet.predict import predict_lazy
+from scribble_unet.inference.live import CachedMaskLevel, LivePrediction
+from scribble_unet.inference.predict import predict_lazy
+from scribble_unet.model.checkpoint import Checkpoint
+from scribble_unet.model.normalize import Normalization
+from scribble_unet.model.unet import ModelConfig, build_model
+from scribble_unet.scribbles.project import Project, WriteThroughWindow
 
 
 def _tiny_checkpoint(seed: int = 0) -> Checkpoint:
@@ -111,7 +111,7 @@ def test_project_refuses_scribbles_of_another_shape(tmp_path) -> None:
 def test_live_prediction_computes_only_wanted_chunks_and_matches_lazy() -> None:
     image = (np.random.default_rng(0).random((300, 260)) * 4000).astype(np.uint16)
     ckpt = _tiny_checkpoint()
-    from scribble_unet.io import open_image
+    from scribble_unet.image import open_image
 
     live = LivePrediction(open_image(image), tile=64)
     live.set_checkpoint(ckpt)
@@ -145,7 +145,7 @@ def _max_pool(a: np.ndarray, f: int) -> np.ndarray:
 
 
 def test_scribble_overview_max_pools_only_scribbled_chunks_and_follows_writes(tmp_path) -> None:
-    from scribble_unet._napari._project import ScribbleOverview
+    from scribble_unet.scribbles.project import ScribbleOverview
 
     store = Project.open(tmp_path / "p").open_scribbles((3000, 5000))
     store[2001, 100:2100] = 3  # a 1 px stroke across 5 chunks of 512²

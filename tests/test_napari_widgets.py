@@ -15,10 +15,10 @@ if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
 import zarr
 
 from scribble_unet._napari._controller import controller_for
-from scribble_unet.checkpoint import Checkpoint
-from scribble_unet.model import ModelConfig, build_model
-from scribble_unet.normalize import Normalization
-from scribble_unet.predict import predict_lazy
+from scribble_unet.inference.predict import predict_lazy
+from scribble_unet.model.checkpoint import Checkpoint
+from scribble_unet.model.normalize import Normalization
+from scribble_unet.model.unet import ModelConfig, build_model
 
 pytestmark = pytest.mark.gui
 PLUGIN = "napari-scribble-unet"
@@ -177,7 +177,7 @@ def test_closing_the_viewer_stops_workers_quickly(make_napari_viewer, qtbot, tmp
 def test_large_sample_draws_scribbles_outside_the_window_when_zoomed_out(make_napari_viewer, qtbot,
                                                                         tmp_path) -> None:
     from scribble_unet._napari._controller import OVERVIEW_LAYER
-    from scribble_unet._napari._project import Project
+    from scribble_unet.scribbles.project import Project
 
     # A stroke made earlier, far from where the paintable window will open (the image's centre).
     store = Project.open(tmp_path / "big").open_scribbles((65536, 65536))

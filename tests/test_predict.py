@@ -7,10 +7,12 @@ import pytest
 import zarr
 
 from helpers import make_checkpoint, whole_image_reference
-from scribble_unet import predict as predict_mod
 from scribble_unet.errors import InputImageError, ScribbleUNetError
-from scribble_unet.io import ArraySource
-from scribble_unet.predict import predict_array, predict_lazy, predict_to_zarr
+from scribble_unet.export import to_zarr as export_mod
+from scribble_unet.export.to_zarr import predict_to_zarr
+from scribble_unet.image import ArraySource
+from scribble_unet.inference import predict as predict_mod
+from scribble_unet.inference.predict import predict_array, predict_lazy
 
 
 class CountingSource(ArraySource):
@@ -123,11 +125,11 @@ def test_chunk_flag_written_after_data(tmp_path, monkeypatch) -> None:
     def boom(prob):
         raise OSError("disk full")
 
-    monkeypatch.setattr(predict_mod, "probabilities_to_mask", boom)
+    monkeypatch.setattr(export_mod, "probabilities_to_mask", boom)
     with pytest.raises(OSError, match="disk full"):
         predict_to_zarr(ckpt, img, out, tile=32, progress=False, device="cpu")
     assert int(zarr.open_group(out, mode="r")["progress"][...].sum()) == 0
-    monkeypatch.setattr(predict_mod, "probabilities_to_mask", real)
+    monkeypatch.setattr(export_mod, "probabilities_to_mask", real)
 
 
 def test_cancel_keeps_finished_chunks(tmp_path) -> None:
@@ -256,7 +258,7 @@ def test_finished_output_is_not_rewritten(tmp_path, monkeypatch) -> None:
     img = np.random.default_rng(0).random((80, 80)).astype(np.float32)
     out = str(tmp_path / "p.zarr")
     predict_to_zarr(ckpt, img, out, tile=32, progress=False)
-    monkeypatch.setattr(predict_mod, "_build_mask_pyramid", lambda *a: (_ for _ in ()).throw(AssertionError("rebuilt")))
+    monkeypatch.setattr(export_mod, "_build_mask_pyramid", lambda *a: (_ for _ in ()).throw(AssertionError("rebuilt")))
     res = predict_to_zarr(ckpt, img, out, tile=32, progress=False)
     assert res.computed == 0 and "already complete" in res.notes
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from scribble_unet.errors import ScribbleUNetError
-from scribble_unet.sample import SIZES, ProceduralSample, SampleSpec, procedural_sample
+from scribble_unet.image.procedural import SIZES, ProceduralSample, SampleSpec, procedural_sample
 
 
 @pytest.fixture

@@ -7,9 +7,9 @@ from hypothesis import strategies as st
 
 from helpers import make_checkpoint, whole_image_reference
 from scribble_unet.errors import ScribbleUNetError
-from scribble_unet.io import ArraySource
-from scribble_unet.predict import predict_lazy, probabilities_to_mask
-from scribble_unet.tiling import TileGrid, read_reflected, reflect_index, round_tile
+from scribble_unet.image import ArraySource
+from scribble_unet.inference.predict import predict_lazy, probabilities_to_mask
+from scribble_unet.inference.tiling import TileGrid, read_reflected, reflect_index, round_tile
 
 CKPTS = {
     (2, 1, 1, "batch"): make_checkpoint(depth=2, width=4, seed=1),

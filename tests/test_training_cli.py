@@ -12,9 +12,9 @@ import tifffile
 import torch
 import zarr
 
-from scribble_unet.checkpoint import load_checkpoint
-from scribble_unet.cli_train import add_train_parser, open_scribbles, run_train
+from scribble_unet.cli.train import add_train_parser, open_scribbles, run_train
 from scribble_unet.errors import ScribbleUNetError
+from scribble_unet.model.checkpoint import load_checkpoint
 
 
 @pytest.fixture(autouse=True)

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from scribble_unet.errors import ScribbleUNetError
-from scribble_unet.io import ArraySource
-from scribble_unet.model import ModelConfig
-from scribble_unet.normalize import Normalization
-from scribble_unet.tiling import reflect_index
+from scribble_unet.image import ArraySource
+from scribble_unet.inference.tiling import reflect_index
+from scribble_unet.model.normalize import Normalization
+from scribble_unet.model.unet import ModelConfig
 from scribble_unet.training.labels import LabelIndex, split_strokes
 from scribble_unet.training.sampler import (
     NO_AUGMENT,

@@ -13,11 +13,11 @@ import pytest
 import torch
 from skimage.draw import disk
 
-from scribble_unet.checkpoint import load_checkpoint
 from scribble_unet.errors import ScribbleUNetError
-from scribble_unet.io import ArraySource
-from scribble_unet.model import ModelConfig
-from scribble_unet.normalize import compute_normalization
+from scribble_unet.image import ArraySource
+from scribble_unet.model.checkpoint import load_checkpoint
+from scribble_unet.model.normalize import compute_normalization
+from scribble_unet.model.unet import ModelConfig
 from scribble_unet.training.infer import predict_image, predict_window
 from scribble_unet.training.simulate import simulate_scribbles
 from scribble_unet.training.trainer import (

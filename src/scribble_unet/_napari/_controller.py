@@ -25,9 +25,9 @@ import numpy as np
 from psygnal import Signal
 
 from ..errors import ScribbleUNetError
-from ..io import ImageSource, open_image
-from ._prediction import DEFAULT_LIVE_TILE, LivePrediction
-from ._project import Project, ScribbleOverview, WriteThroughWindow
+from ..image import ImageSource, open_image
+from ..inference.live import DEFAULT_LIVE_TILE, LivePrediction
+from ..scribbles.project import Project, ScribbleOverview, WriteThroughWindow
 
 SCRIBBLE_WINDOW = 4096
 """Side of the full-resolution paintable window on images larger than this."""
@@ -377,7 +377,7 @@ class Controller:
 
     # ------------------------------------------------------------------ model and prediction
     def load_model(self, path: str | Path) -> None:
-        from ..checkpoint import load_checkpoint
+        from ..model.checkpoint import load_checkpoint
 
         self.set_checkpoint(load_checkpoint(path), Path(path))
 
@@ -426,7 +426,7 @@ class Controller:
         """Colour class k as in exported label images, distinct from the scribbles' colours."""
         from napari.utils.colormaps import DirectLabelColormap
 
-        from ..ngff import class_colors
+        from ..ome.ngff import class_colors
 
         colors = {k + 1: np.asarray(c, float) / 255 for k, c in enumerate(class_colors(len(self.class_names)))}
         colors[0] = np.zeros(4)
@@ -475,7 +475,7 @@ class Controller:
     # ------------------------------------------------------------------ training
     def start_training(self, model_config: Any, train_config: Any, init_path: str | Path | None = None) -> None:
         """Train in the background; checkpoints go to the project's ``models/`` and refresh the view."""
-        from ..checkpoint import load_checkpoint
+        from ..model.checkpoint import load_checkpoint
         from ..training.trainer import Trainer
 
         if self.is_training:
@@ -557,7 +557,7 @@ class Controller:
 
     def save_model(self, path: str | Path) -> Path:
         """Save the current model (the last published checkpoint) to ``path``."""
-        from ..checkpoint import save_checkpoint
+        from ..model.checkpoint import save_checkpoint
 
         if self.checkpoint is None:
             raise ScribbleUNetError("there is no model yet; train first")
@@ -569,7 +569,7 @@ class Controller:
     def start_export(self, out: str | Path, probabilities: bool = False, tile: int = 1024,
                      overwrite: bool = False) -> None:
         """Predict the whole image into ``out`` in the background; resumable, cancellable."""
-        from ..predict import predict_to_zarr
+        from ..export.to_zarr import predict_to_zarr
 
         if self.checkpoint is None or self.source is None:
             raise ScribbleUNetError("there is no model yet; train or load one first")

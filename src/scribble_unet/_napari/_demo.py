@@ -31,3 +31,10 @@ def open_demo_viewer(out_dir: str | os.PathLike[str], sample: str = "nuclei", sh
     if ctrl.scribble_layer is not None:
         viewer.layers.selection.active = ctrl.scribble_layer
     return viewer
+
+
+def run_viewer(viewer: Any) -> None:
+    """Hand control to the user until the napari window is closed."""
+    import napari
+
+    napari.run()

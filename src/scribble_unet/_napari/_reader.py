@@ -46,7 +46,7 @@ def strided_levels(array: Any, min_side: int = 1024) -> list[Any]:
 
 
 def _image_layer(path: str) -> tuple[Any, dict[str, Any], str]:
-    from ..io import open_image
+    from ..image import open_image
 
     src = open_image(path)
     levels = [lvl if src.n_channels > 1 else lvl[0] for lvl in src.levels()]

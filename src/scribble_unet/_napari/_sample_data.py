@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-from importlib import resources
 from typing import Any
 
-import numpy as np
-
-from ..sample import ProceduralSample, procedural_sample
+from ..image.nuclei import NUCLEI_ATTRIBUTION, load_nuclei
+from ..image.procedural import ProceduralSample, procedural_sample
 
 LayerData = list[tuple[Any, dict[str, Any], str]]
 
-NUCLEI_ATTRIBUTION = (
-    "2018 Data Science Bowl (BBBC038, Caicedo et al., Nature Methods 2019), as shipped in the test "
-    "data of the stardist package (BSD-3-Clause)"
-)
 
 
 def procedural_layers(sample: ProceduralSample, name: str) -> LayerData:
@@ -41,13 +35,6 @@ def small_sample(seed: int = 0) -> LayerData:
 def large_sample(seed: int = 0) -> LayerData:
     """The 65536² procedural sample and its ground truth (generated on demand, never whole)."""
     return procedural_layers(procedural_sample("large", seed=seed), "rare objects 64k")
-
-
-def load_nuclei() -> tuple[np.ndarray, np.ndarray]:
-    """The built-in 512² nuclei image (uint16) and its instance mask."""
-    ref = resources.files("scribble_unet.data").joinpath("dsb2018_nuclei_512.npz")
-    with resources.as_file(ref) as path, np.load(path) as npz:
-        return np.asarray(npz["image"]), np.asarray(npz["instances"])
 
 
 def nuclei_sample() -> LayerData:

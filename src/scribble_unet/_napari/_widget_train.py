@@ -33,7 +33,7 @@ class TrainWidget(ControllerWidget):
         super().__init__(napari_viewer, parent)
         import dataclasses
 
-        from ..model import ModelConfig
+        from ..model.unet import ModelConfig
         from ..training.trainer import TrainConfig
 
         self.model_form = ConfigForm(ModelConfig, MODEL_FIELDS)
@@ -87,7 +87,7 @@ class TrainWidget(ControllerWidget):
     def start(self) -> None:
         """Start training with the settings in the form."""
         def act() -> None:
-            from ..model import ModelConfig
+            from ..model.unet import ModelConfig
 
             names = tuple(self.controller.class_names)
             model_config = self.model_form.value(n_classes=len(names), class_names=names)

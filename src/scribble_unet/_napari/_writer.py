@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from .. import ngff
 from ..errors import ScribbleUNetError
+from ..ome import ngff
 
 
 def _pyramid_levels(data: Any, chunk: int) -> list[Any]:

@@ -1,6 +1,6 @@
 """Small, exact inference helpers used by validation, tests and the quality benchmark.
 
-Whole-image and large-image prediction belong to :mod:`scribble_unet.predict`; this module only runs
+Whole-image and large-image prediction belong to :mod:`scribble_unet.inference.predict`; this module only runs
 the network on one window with the halo that makes the result equal to a whole-image pass.
 """
 
@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..model import UNet
-from ..normalize import Normalization
-from ..tiling import read_reflected
+from ..inference.tiling import read_reflected
+from ..model.normalize import Normalization
+from ..model.unet import UNet
 
 
 def probabilities_from_logits(logits: torch.Tensor) -> torch.Tensor:

@@ -2,7 +2,7 @@
 
 Label values in the target tensors are the scribble values: 0 unlabelled (ignored everywhere),
 1 background, ``k + 1`` object class ``k``. The network's outputs follow
-:class:`~scribble_unet.model.ModelConfig`: one logit for K = 1 (sigmoid), K + 1 logits for K > 1
+:class:`~scribble_unet.model.unet.ModelConfig`: one logit for K = 1 (sigmoid), K + 1 logits for K > 1
 (softmax, channel 0 = background).
 
 Class weights are counted over the whole label set (:attr:`LabelIndex.counts

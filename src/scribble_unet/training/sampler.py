@@ -6,7 +6,7 @@ labelled training pixel: with probability ``fg_share`` on a pixel of an object c
 uniformly among the classes that have training pixels), otherwise on a background pixel. A tile
 therefore always contains at least one labelled pixel.
 
-Tiles near the border are completed by mirror reflection (:func:`~scribble_unet.tiling.read_reflected`,
+Tiles near the border are completed by mirror reflection (:func:`~scribble_unet.inference.tiling.read_reflected`,
 the same convention as prediction). Held-out validation strokes are set to 0 (unlabelled) in the
 training labels, wherever they fall in the tile (reflected copies included).
 """
@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import ScribbleUNetError
-from ..model import ModelConfig, receptive_field
-from ..normalize import Normalization
-from ..tiling import read_reflected, reflect_index
+from ..inference.tiling import read_reflected, reflect_index
+from ..model.normalize import Normalization
+from ..model.unet import ModelConfig, receptive_field
 from .labels import StrokeSplit
 
 
@@ -135,7 +135,7 @@ class TileSampler:
     Parameters
     ----------
     image
-        An :class:`~scribble_unet.io.ImageSource` (``shape_yx``, ``n_channels``, ``read``).
+        An :class:`~scribble_unet.image.ImageSource` (``shape_yx``, ``n_channels``, ``read``).
     scribbles
         ``(Y, X)`` label array, read by windows.
     split

@@ -1,6 +1,6 @@
 """The training loop: a Qt-free generator of typed events that can be paused, resumed and stopped.
 
-:class:`Trainer` trains a :class:`~scribble_unet.model.UNet` on the labelled pixels of a scribble array.
+:class:`Trainer` trains a :class:`~scribble_unet.model.unet.UNet` on the labelled pixels of a scribble array.
 :meth:`Trainer.run` is a generator; every step it yields a :class:`StepEvent`, every
 ``validate_every`` steps a :class:`ValidationEvent` (IoU and Dice per class on held-out strokes), every
 ``checkpoint_every`` steps a :class:`CheckpointEvent`, and at the end one :class:`FinishedEvent`. A GUI
@@ -35,11 +35,11 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from ..checkpoint import Checkpoint, check_model_path, save_checkpoint
 from ..errors import ScribbleUNetError
-from ..io import ImageSource, open_image
-from ..model import ModelConfig, UNet, build_model
-from ..normalize import Normalization, compute_normalization
+from ..image import ImageSource, open_image
+from ..model.checkpoint import Checkpoint, check_model_path, save_checkpoint
+from ..model.normalize import Normalization, compute_normalization
+from ..model.unet import ModelConfig, UNet, build_model
 from .infer import predict_window, values_from_probabilities
 from .labels import LabelIndex, Region, StrokeSplit, split_strokes
 from .losses import WEIGHT_MAX, WEIGHT_MIN, ClassWeighting, LossConfig, LossKind, ScribbleLoss
@@ -324,8 +324,8 @@ class Trainer:
     Parameters
     ----------
     image
-        The training image: an :class:`~scribble_unet.io.ImageSource`, or an array/path accepted by
-        :func:`~scribble_unet.io.open_image`.
+        The training image: an :class:`~scribble_unet.image.ImageSource`, or an array/path accepted by
+        :func:`~scribble_unet.image.open_image`.
     scribbles
         ``(Y, X)`` label array (numpy, zarr, ...) of the image's size: 0 unlabelled, 1 background,
         ``k + 1`` class ``k``. Read by chunks; it may be edited while training runs (then call
@@ -345,7 +345,7 @@ class Trainer:
         instance masks).
     normalization
         Intensity normalisation; by default computed on ``image`` with
-        :func:`~scribble_unet.normalize.compute_normalization`. Stored in the checkpoint.
+        :func:`~scribble_unet.model.normalize.compute_normalization`. Stored in the checkpoint.
 
     Attributes
     ----------

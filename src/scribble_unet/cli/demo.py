@@ -3,29 +3,21 @@
 Headless, it writes the sample image as OME-Zarr, simulates a user's sparse scribbles from the sample's
 hand-made mask, trains a U-Net within a time budget, predicts the whole image into an OME-Zarr label
 image and prints the foreground IoU against the hand-made mask. With a display, it opens napari with
-the sample and the plugin's widgets instead.
+the sample and the plugin's widgets instead (:mod:`scribble_unet._napari._demo`, loaded by name).
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
 import time
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .errors import ScribbleUNetError
-
-SAMPLE = "dsb2018_nuclei_512.npz"
-
-
-def load_sample() -> tuple[np.ndarray, np.ndarray]:
-    """The built-in sample: a 512x512 uint16 nuclei image and its instance mask (0 = background)."""
-    with resources.files("scribble_unet.data").joinpath(SAMPLE).open("rb") as f:
-        data = np.load(f)
-        return np.asarray(data["image"]), np.asarray(data["instances"])
+from ..errors import ScribbleUNetError
+from ..image.nuclei import load_nuclei
 
 
 def iou(pred: np.ndarray, truth: np.ndarray) -> float:
@@ -43,29 +35,29 @@ def run_demo(out: Path, headless: bool = True, budget: float = 60.0, sample: str
     if budget <= 0:
         raise ScribbleUNetError(f"time budget must be positive, got {budget}")
     if not headless:
+        # The GUI is reached by name at run time: the core never imports napari or Qt, and runs
+        # without them installed.
         try:
-            from ._napari import open_demo_viewer
-        except ImportError as e:  # no Qt binding installed: fall back to the headless pipeline
+            gui = importlib.import_module("scribble_unet._napari._demo")
+            viewer = gui.open_demo_viewer(out, sample=sample)
+        except ImportError as e:  # no napari or no Qt binding: fall back to the headless pipeline
             print(f"cannot open napari ({e}); running headless", file=sys.stderr)
         else:
-            import napari
-
-            open_demo_viewer(out, sample=sample)
             print(f"napari is open on the {sample} sample; the project folder is {out}")
-            napari.run()
+            gui.run_viewer(viewer)
             return 0
     import zarr
     from tqdm import tqdm
 
-    from .checkpoint import save_checkpoint
-    from .convert import convert_to_ome_zarr
-    from .model import ModelConfig
-    from .predict import predict_to_zarr
-    from .training import FinishedEvent, StepEvent, TrainConfig, Trainer, ValidationEvent
-    from .training.simulate import simulate_scribbles
+    from ..export.to_zarr import predict_to_zarr
+    from ..image.convert import convert_to_ome_zarr
+    from ..model.checkpoint import save_checkpoint
+    from ..model.unet import ModelConfig
+    from ..training import FinishedEvent, StepEvent, TrainConfig, Trainer, ValidationEvent
+    from ..training.simulate import simulate_scribbles
 
     out.mkdir(parents=True, exist_ok=True)
-    image, instances = load_sample()
+    image, instances = load_nuclei()
     image_path = out / "nuclei.zarr"
     convert_to_ome_zarr(image, image_path, chunk=256, progress=False, overwrite=True)
     scribbles = simulate_scribbles(instances, seed=0)

@@ -19,7 +19,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from .errors import ScribbleUNetError
+from ..errors import ScribbleUNetError
 
 NormKind = Literal["batch", "none"]
 

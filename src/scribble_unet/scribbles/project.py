@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ScribbleUNetError
-from ._levels import LevelArray
+from ..image.levels import LevelArray
 
 SCRIBBLE_CHUNK = 512
 PROJECT_FILE = "project.json"

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .errors import InputImageError, ScribbleUNetError
+from ..errors import InputImageError, ScribbleUNetError
 
 NanPolicy = Literal["error", "zero"]
 
@@ -93,7 +93,7 @@ def compute_normalization(
 ) -> Normalization:
     """Percentile statistics of an image source from a seeded sample of windows.
 
-    ``image`` is an :class:`scribble_unet.io.ImageSource` (anything with ``shape_yx``, ``n_channels``
+    ``image`` is an :class:`scribble_unet.image.ImageSource` (anything with ``shape_yx``, ``n_channels``
     and ``read(y0, y1, x0, x1)``). Reads at most ``max_windows`` windows of ``window``² pixels, so the
     cost does not grow with the image. Non-finite pixels are ignored.
     """

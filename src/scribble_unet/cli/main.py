@@ -13,22 +13,22 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from ._argtypes import non_negative_int as _non_negative_int
-from ._argtypes import positive_int as _positive_int
-from .errors import ScribbleUNetError
+from ..errors import ScribbleUNetError
+from .argtypes import non_negative_int as _non_negative_int
+from .argtypes import positive_int as _positive_int
 
 
 def _cmd_init_model(args: argparse.Namespace) -> int:
-    from .checkpoint import Checkpoint, save_checkpoint
-    from .model import ModelConfig, build_model
-    from .normalize import Normalization, compute_normalization
+    from ..model.checkpoint import Checkpoint, save_checkpoint
+    from ..model.normalize import Normalization, compute_normalization
+    from ..model.unet import ModelConfig, build_model
 
     names = tuple(n.strip() for n in args.class_names.split(",")) if args.class_names else ()
     classes = args.classes or (len(names) if names else 1)
     config = ModelConfig(depth=args.depth, width=args.width, in_channels=args.channels,
                          n_classes=classes, class_names=names, norm=args.norm)
     if args.image:
-        from .io import open_image
+        from ..image import open_image
 
         src = open_image(args.image, channel_axis=args.channel_axis)
         if src.n_channels != args.channels:
@@ -43,9 +43,9 @@ def _cmd_init_model(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from .checkpoint import load_checkpoint
-    from .io import open_image
-    from .predict import predict_to_zarr
+    from ..export.to_zarr import predict_to_zarr
+    from ..image import open_image
+    from ..model.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(args.model)
     image = open_image(args.image, channel_axis=args.channel_axis)
@@ -66,7 +66,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
-    from .convert import convert_to_ome_zarr
+    from ..image.convert import convert_to_ome_zarr
 
     path = convert_to_ome_zarr(args.input, args.output, chunk=args.chunk, channel_axis=args.channel_axis,
                                progress=not args.quiet, overwrite=args.overwrite)
@@ -91,7 +91,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from .. import __version__
 
     p = _Parser(
         prog="scribble-unet",
@@ -150,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=_cmd_convert)
 
     try:
-        from .cli_train import add_train_parser, run_train
+        from .train import add_train_parser, run_train
     except ImportError:  # training not installed in this build
         pass
     else:

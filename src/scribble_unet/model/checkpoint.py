@@ -5,8 +5,8 @@ JSON at the start of the file) carries, as strings:
 
 ``format``            ``"scribble-unet"``
 ``format_version``    ``"1"``
-``config``            the :class:`~scribble_unet.model.ModelConfig` as JSON
-``normalization``     the :class:`~scribble_unet.normalize.Normalization` as JSON, or ``"null"``
+``config``            the :class:`~scribble_unet.model.unet.ModelConfig` as JSON
+``normalization``     the :class:`~scribble_unet.model.normalize.Normalization` as JSON, or ``"null"``
 ``training``          free-form JSON about how the weights were made (steps, loss, ...)
 
 Tensors are raw little-endian buffers, so loading runs no code from the file: a pickle (or a
@@ -25,9 +25,9 @@ from typing import Any
 
 import torch
 
-from .errors import CheckpointError, ScribbleUNetError
-from .model import ModelConfig, UNet, build_model
+from ..errors import CheckpointError, ScribbleUNetError
 from .normalize import Normalization
+from .unet import ModelConfig, UNet, build_model
 
 FORMAT = "scribble-unet"
 FORMAT_VERSION = "1"

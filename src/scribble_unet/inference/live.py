@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from ..checkpoint import Checkpoint
-from ..io import ImageSource
-from ..predict import ChunkPredictor
-from ._levels import LevelArray
+from ..image import ImageSource
+from ..image.levels import LevelArray
+from ..model.checkpoint import Checkpoint
+from .predict import ChunkPredictor
 
 DEFAULT_LIVE_TILE = 512
 MAX_CACHED_CHUNKS = 2048  # 512 MiB of uint8 masks at 512²: the oldest are dropped beyond this

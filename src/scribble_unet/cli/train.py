@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from ._argtypes import non_negative_int as _non_negative_int
-from ._argtypes import positive_float as _positive_float
-from ._argtypes import positive_int as _positive_int
-from .errors import ScribbleUNetError
+from ..errors import ScribbleUNetError
+from .argtypes import non_negative_int as _non_negative_int
+from .argtypes import positive_float as _positive_float
+from .argtypes import positive_int as _positive_int
 
 
 def _share(text: str) -> float:
@@ -124,8 +124,8 @@ def open_scribbles(path: str | Path) -> Any:
 
 
 def open_training_image(path: str | Path, channel_axis: int | None = None) -> Any:
-    """Open the image: anything :func:`~scribble_unet.io.open_image` reads, or a ``.npy`` file."""
-    from .io import open_image
+    """Open the image: anything :func:`~scribble_unet.image.open_image` reads, or a ``.npy`` file."""
+    from ..image import open_image
 
     p = Path(path)
     if p.suffix.lower() == ".npy" and p.is_file():
@@ -146,9 +146,9 @@ def run_train(args: argparse.Namespace) -> int:
     """Run ``scribble-unet train`` from parsed arguments; returns the exit status (0 on success)."""
     from tqdm import tqdm
 
-    from .checkpoint import load_checkpoint
-    from .model import ModelConfig
-    from .training.trainer import (
+    from ..model.checkpoint import load_checkpoint
+    from ..model.unet import ModelConfig
+    from ..training.trainer import (
         FinishedEvent,
         StepEvent,
         TrainConfig,

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import ScribbleUNetError
+from ..errors import ScribbleUNetError
 
 
 def reflect_index(idx: np.ndarray, n: int) -> np.ndarray:

@@ -13,7 +13,7 @@ Layout of the output ``out``::
 
 The root attribute ``"scribble_unet": {"complete": false}`` is written first and set to ``true`` only
 after the last level is written, so a conversion that crashed or was interrupted never looks finished:
-:func:`~scribble_unet.io.open_image` refuses such a store with a message saying to convert again.
+:func:`~scribble_unet.image.open_image` refuses such a store with a message saying to convert again.
 """
 
 from __future__ import annotations
@@ -28,9 +28,10 @@ from typing import Any
 
 import numpy as np
 
-from . import ngff
-from .errors import ScribbleUNetError
-from .io import ImageSource, open_image
+from ..errors import ScribbleUNetError
+from ..ome import ngff
+from .open import open_image
+from .source import ImageSource
 
 __all__ = ["COMPLETE_ATTR", "convert_to_ome_zarr", "downsample2", "pyramid_shapes"]
 
@@ -61,13 +62,13 @@ def convert_to_ome_zarr(
     Parameters
     ----------
     src
-        Anything :func:`~scribble_unet.io.open_image` opens: a TIFF, zarr or OME-Zarr path, or an array.
+        Anything :func:`~scribble_unet.image.open_image` opens: a TIFF, zarr or OME-Zarr path, or an array.
     out
         Output directory (conventionally ending in ``.ome.zarr``); missing parent folders are created.
     chunk
         Chunk side in y and x of every level (channels are chunked one by one).
     channel_axis
-        Channel axis of ``src`` when its file does not say (see :func:`~scribble_unet.io.open_image`).
+        Channel axis of ``src`` when its file does not say (see :func:`~scribble_unet.image.open_image`).
     progress
         Show a tqdm progress bar on stderr.
     overwrite

@@ -30,8 +30,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .errors import ScribbleUNetError
-from .io import ImageSource
+from ..errors import ScribbleUNetError
+from .source import ImageSource
 
 SIZES: dict[str, int] = {"small": 16384, "large": 65536}
 """Named sample sizes (side in pixels)."""
@@ -305,7 +305,7 @@ class ProceduralSample:
         return [self._level_array("truth", lvl) for lvl in range(self.spec.n_levels)]
 
     def source(self) -> ProceduralSource:
-        """The full-resolution image as an :class:`~scribble_unet.io.ImageSource`."""
+        """The full-resolution image as an :class:`~scribble_unet.image.ImageSource`."""
         return ProceduralSource(self)
 
     @property

@@ -1,0 +1,1 @@
+"""Prediction: tiling, the chunk predictor, lazy dask prediction and the live view's engine."""
