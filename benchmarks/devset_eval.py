@@ -74,7 +74,7 @@ SIM_DEFAULTS: dict[str, dict[str, Any]] = {
 # --------------------------------------------------------------------------------------------------
 def project_api() -> SimpleNamespace:
     sys.path.insert(0, str(ROOT / "src"))
-    from scribble_unet.io import open_image
+    from scribble_unet.image import open_image
     from scribble_unet.model import ModelConfig
     from scribble_unet.training.infer import predict_image
     from scribble_unet.training.simulate import simulate_scribbles
@@ -239,7 +239,7 @@ def train_unet(api: SimpleNamespace, image: np.ndarray, labels: np.ndarray, args
             finished = ev
     assert finished is not None
     t0 = time.perf_counter()
-    probs = api.predict_image(trainer.model, trainer.image, trainer.normalization)
+    probs = api.predict_image(trainer.model, trainer.source, trainer.normalization)
     stats = {
         "steps": int(finished.step),
         "train_s": round(float(trainer.elapsed), 1),

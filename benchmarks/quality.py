@@ -81,7 +81,7 @@ def train_unet(
             finished = ev
     assert finished is not None
     t0 = time.perf_counter()
-    probs = predict_image(trainer.model, trainer.image, trainer.normalization)
+    probs = predict_image(trainer.model, trainer.source, trainer.normalization)
     stats = {
         "steps": finished.step,
         "train_s": round(trainer.elapsed, 1),

@@ -25,8 +25,10 @@ import torch
 
 from ..errors import InputImageError, ScribbleUNetError
 from ..image import ImageSource, open_image
+from ..image.binned import BinnedSource
 from ..model.checkpoint import Checkpoint
 from ..model.normalize import NanPolicy, Normalization
+from .resample import needed_range, upsample
 from .tiling import TileGrid, read_reflected, reflect_index, round_tile
 
 DEFAULT_TILE = 512
@@ -138,13 +140,17 @@ class ChunkPredictor:
             raise ScribbleUNetError(f"nan policy must be 'error' or 'zero', got {nan_policy!r}")
         self.device = resolve_device(device)
         self.notes: list[str] = []
+        # The network runs on the working image (the image binned by cfg.scale); chunks of the
+        # full-resolution output start on multiples of align * scale.
+        self.work: ImageSource = self.source if cfg.scale == 1 else BinnedSource(self.source, cfg.scale)
+        a = cfg.full_align
         if tile == 0:
-            self.grid = TileGrid.whole(self.source.shape_yx, cfg.halo, cfg.align)
+            self.grid = TileGrid.whole(self.source.shape_yx, cfg.halo * cfg.scale, a)
         else:
-            rounded = round_tile(tile, cfg.align)
+            rounded = round_tile(tile, a)
             if rounded != tile:
-                self.notes.append(f"tile {tile} rounded to {rounded} (a multiple of {cfg.align})")
-            self.grid = TileGrid(self.source.shape_yx, rounded, cfg.halo, cfg.align)
+                self.notes.append(f"tile {tile} rounded to {rounded} (a multiple of {a})")
+            self.grid = TileGrid(self.source.shape_yx, rounded, cfg.halo * cfg.scale, a)
 
     @property
     def n_classes(self) -> int:
@@ -158,34 +164,64 @@ class ChunkPredictor:
         return dict(self.__dict__)
 
     def window(self, iy: int, ix: int) -> np.ndarray:
-        """Normalised network input ``(C, h, w)`` for chunk ``(iy, ix)``."""
+        """Normalised network input ``(C, h, w)`` for chunk ``(iy, ix)`` (full resolution models)."""
         y0, y1, x0, x1 = self.grid.input_window(iy, ix)
-        raw = read_reflected(self.source.read, self.source.shape_yx, y0, y1, x0, x1)
+        return self._input(y0, y1, x0, x1)
+
+    def _input(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        """Normalised working-resolution input window (may extend past the image: reflected)."""
+        src = self.work
+        raw = read_reflected(src.read, src.shape_yx, y0, y1, x0, x1)
         if self.nan_policy == "error" and np.issubdtype(raw.dtype, np.floating):
             bad = ~np.isfinite(raw)
             if bad.any():
                 _, by, bx = (int(v[0]) for v in np.nonzero(bad))
-                h, w = self.source.shape_yx
-                py, px = int(reflect_index(np.array(y0 + by), h)), int(reflect_index(np.array(x0 + bx), w))
+                h, w = src.shape_yx
+                f = self.checkpoint.config.scale
+                py = int(reflect_index(np.array(y0 + by), h)) * f
+                px = int(reflect_index(np.array(x0 + bx), w)) * f
+                where = f"at y={py}, x={px}" if f == 1 else f"in the {f}x{f} block at y={py}, x={px}"
                 raise InputImageError(
-                    f"image has NaN/inf pixels (one at y={py}, x={px}); "
+                    f"image has NaN/inf pixels (one {where}); "
                     "pass --nan-policy zero (nan_policy='zero') to predict them as normalised 0"
                 )
         return self.normalization.apply(raw, "zero")
 
-    @torch.inference_mode()
-    def probabilities(self, iy: int, ix: int) -> np.ndarray:
-        """Object-class probabilities ``(K, h, w)`` (float32) of output chunk ``(iy, ix)``."""
-        x = self.window(iy, ix)
+    def _forward(self, x: np.ndarray) -> torch.Tensor:
         model = _cached_model(self.checkpoint, self.device)
         t = torch.from_numpy(x)[None].to(self.device)
         if self.device == "cpu":
             t = t.contiguous(memory_format=torch.channels_last)
-        prob = logits_to_probabilities(model(t))[0]
-        halo = self.grid.halo
+        return logits_to_probabilities(model(t))[0]
+
+    @torch.inference_mode()
+    def probabilities(self, iy: int, ix: int) -> np.ndarray:
+        """Object-class probabilities ``(K, h, w)`` (float32) of output chunk ``(iy, ix)``."""
         y0, y1, x0, x1 = self.grid.chunk_bounds(iy, ix)
+        if self.checkpoint.config.scale != 1:
+            return self._upsampled(y0, y1, x0, x1)
+        prob = self._forward(self.window(iy, ix))
+        halo = self.grid.halo
         out = prob[:, halo : halo + (y1 - y0), halo : halo + (x1 - x0)]
         return out.float().cpu().numpy()
+
+    def _upsampled(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        """A full-resolution window of a model working at a coarser resolution: the network runs on
+        the working-resolution rows and columns the window interpolates from, with its origin on the
+        pooling grid and the usual halo (so they equal the whole working-image pass), then
+        :func:`~.resample.upsample`."""
+        cfg = self.checkpoint.config
+        f, a, halo = cfg.scale, cfg.align, cfg.halo
+        hl, wl = self.work.shape_yx
+        ly0, ly1 = needed_range(y0, y1, f, hl)
+        lx0, lx1 = needed_range(x0, x1, f, wl)
+        ly0, lx0 = ly0 // a * a, lx0 // a * a
+        h = -(-(ly1 - ly0) // a) * a
+        w = -(-(lx1 - lx0) // a) * a
+        x = self._input(ly0 - halo, ly0 + h + halo, lx0 - halo, lx0 + w + halo)
+        prob = self._forward(x)[:, halo : halo + (ly1 - ly0), halo : halo + (lx1 - lx0)]
+        low = prob.float().cpu().numpy()
+        return upsample(low, f, (ly0, lx0), (hl, wl), (y0, y1, x0, x1))
 
     def mask(self, iy: int, ix: int) -> np.ndarray:
         return probabilities_to_mask(self.probabilities(iy, ix))

@@ -45,6 +45,11 @@ class ModelConfig:
         Names of the K object classes, in order (scribble value k + 1 is class k).
     norm
         ``"batch"`` (BatchNorm, eval mode at prediction) or ``"none"``.
+    scale
+        Working resolution: the network sees the image binned by this integer factor (block means,
+        :mod:`scribble_unet.image.binned`) and its probabilities are upsampled back
+        (:mod:`scribble_unet.inference.resample`). 1 is full resolution; larger objects train and
+        predict better (and faster) at a coarser one. Chosen by the trainer from the object size.
     """
 
     depth: int = 2
@@ -53,6 +58,7 @@ class ModelConfig:
     n_classes: int = 1
     class_names: tuple[str, ...] = field(default_factory=lambda: ("object",))
     norm: NormKind = "batch"
+    scale: int = 1
 
     def __post_init__(self) -> None:
         if not 1 <= self.depth <= 6:
@@ -74,6 +80,8 @@ class ModelConfig:
         object.__setattr__(self, "class_names", names)
         if self.norm not in ("batch", "none"):
             raise ScribbleUNetError(f"norm must be 'batch' or 'none', got {self.norm!r}")
+        if not isinstance(self.scale, int) or isinstance(self.scale, bool) or not 1 <= self.scale <= 64:
+            raise ScribbleUNetError(f"working-resolution scale must be a whole number from 1 to 64, got {self.scale!r}")
 
     @property
     def out_channels(self) -> int:
@@ -86,6 +94,11 @@ class ModelConfig:
         return 2**self.depth
 
     @property
+    def full_align(self) -> int:
+        """Grid of full-resolution chunk origins: the pooling grid times the working-resolution scale."""
+        return self.align * self.scale
+
+    @property
     def halo(self) -> int:
         """Context (px) each side of an output tile so that tiling is exact."""
         return required_halo(self.depth)
@@ -93,11 +106,13 @@ class ModelConfig:
     def to_json(self) -> str:
         d = asdict(self)
         d["class_names"] = list(self.class_names)
+        if self.scale == 1:
+            del d["scale"]  # full resolution: the header (and the model token) of earlier versions
         return json.dumps(d, sort_keys=True)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
-        known = {"depth", "width", "in_channels", "n_classes", "class_names", "norm"}
+        known = {"depth", "width", "in_channels", "n_classes", "class_names", "norm", "scale"}
         unknown = set(d) - known
         if unknown:
             raise ScribbleUNetError(f"unknown model config keys: {', '.join(sorted(unknown))}")

@@ -65,6 +65,22 @@ def predict_window(
 def predict_image(
     model: UNet, image: Any, normalization: Normalization, device: torch.device | str = "cpu"
 ) -> np.ndarray:
-    """Probabilities ``(C, Y, X)`` of a whole (small) image in one pass."""
-    hh, ww = image.shape_yx
-    return predict_window(model, image, normalization, 0, hh, 0, ww, device)
+    """Probabilities ``(C, Y, X)`` of a whole (small) full-resolution image in one pass.
+
+    A model with a working-resolution ``scale`` above 1 runs on the binned image
+    (:class:`~scribble_unet.image.binned.BinnedSource`) and its probabilities are upsampled
+    (:func:`~scribble_unet.inference.resample.upsample`): the reference that tiled prediction equals.
+    """
+    from ..image import open_image
+    from ..image.binned import BinnedSource
+    from ..inference.resample import upsample
+
+    src = open_image(image)
+    f = model.config.scale
+    work = src if f == 1 else BinnedSource(src, f)
+    hl, wl = work.shape_yx
+    low = predict_window(model, work, normalization, 0, hl, 0, wl, device)
+    if f == 1:
+        return low
+    hh, ww = src.shape_yx
+    return upsample(low, f, (0, 0), (hl, wl), (0, hh, 0, ww))

@@ -28,7 +28,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -37,13 +37,15 @@ import torch
 
 from ..errors import ScribbleUNetError
 from ..image import ImageSource, open_image
+from ..image.binned import BinnedLabels, BinnedSource
 from ..model.checkpoint import Checkpoint, check_model_path, save_checkpoint
 from ..model.normalize import Normalization, compute_normalization
 from ..model.unet import ModelConfig, UNet, build_model
 from .infer import predict_window, values_from_probabilities
 from .labels import LabelIndex, Region, StrokeSplit, split_strokes
 from .losses import WEIGHT_MAX, WEIGHT_MIN, ClassWeighting, LossConfig, LossKind, ScribbleLoss
-from .sampler import Augment, TileSampler, check_tile
+from .sampler import Augment, TileSampler, check_tile, field_of_view
+from .scale import ScaleChoice, estimate_diameter, scale_for_diameter
 
 DeviceName = Literal["auto", "cpu", "cuda", "mps"]
 FinishReason = Literal["steps", "time", "stopped"]
@@ -121,6 +123,13 @@ class TrainConfig:
         Write the model to ``out`` every this many steps (0: only at the end).
     device
         ``"auto"`` (CUDA, else Apple MPS, else CPU), ``"cpu"``, ``"cuda"`` or ``"mps"``.
+    object_diameter
+        Typical object diameter in pixels, if the user knows it; None estimates it from the image
+        under the object strokes (:mod:`.scale`).
+    scale
+        Working resolution (the image binned by this factor); None chooses it from the object
+        diameter so that objects span about half the network's field of view. Fine-tuning keeps the
+        initial model's.
     """
 
     steps: int | None = 500
@@ -149,6 +158,8 @@ class TrainConfig:
     validate_every: int = 100
     checkpoint_every: int = 0
     device: DeviceName = "auto"
+    object_diameter: float | None = None
+    scale: int | None = None
 
     def __post_init__(self) -> None:
         def fail(msg: str) -> None:
@@ -199,6 +210,12 @@ class TrainConfig:
             fail(f"checkpoint_every must be >= 0, got {self.checkpoint_every}")
         if self.device not in ("auto", "cpu", "cuda", "mps"):
             fail(f"device must be auto, cpu, cuda or mps, got {self.device!r}")
+        if self.object_diameter is not None and not (
+            math.isfinite(self.object_diameter) and 1 <= self.object_diameter <= 10_000
+        ):
+            fail(f"object diameter must be between 1 and 10000 px, got {self.object_diameter}")
+        if self.scale is not None and (int(self.scale) != self.scale or not 1 <= self.scale <= 64):
+            fail(f"working-resolution scale must be a whole number from 1 to 64, got {self.scale}")
 
     @property
     def augment(self) -> Augment:
@@ -371,9 +388,8 @@ class Trainer:
         normalization: Normalization | None = None,
     ) -> None:
         src: ImageSource = open_image(image)
-        self.image = src
+        self.source = src  # full resolution
         self.config = config
-        self.model_config = model_config
         self.init = init
         shape = tuple(int(s) for s in scribbles.shape)
         if shape != tuple(src.shape_yx):
@@ -402,19 +418,31 @@ class Trainer:
                 )
         self.out = check_model_path(out) if out is not None else None
         self.device = resolve_device(config.device)
-        self.tile = check_tile(config.tile, model_config)
 
-        self.index = LabelIndex(scribbles, model_config.class_names)
-        check_classes_painted(self.index.counts, model_config.class_names)
+        index = LabelIndex(scribbles, model_config.class_names)
+        check_classes_painted(index.counts, model_config.class_names)
+        self.scale_choice = self._choose_scale(src, index, model_config, normalization)
+        f = self.scale_choice.scale
+        self.model_config = model_config = replace(model_config, scale=f)
+        self.tile = check_tile(config.tile, model_config)
+        if f > 1:  # everything below runs at the working resolution
+            self.image: ImageSource = BinnedSource(src, f)
+            self.labels: Any = BinnedLabels(scribbles, f)
+            index = LabelIndex(self.labels, model_config.class_names)
+            weights = None if weights is None else BinnedLabels(weights, f, how="mean")
+        else:
+            self.image, self.labels = src, scribbles
+        self.index = index
         self.split: StrokeSplit = split_strokes(self.index, config.val_share, config.seed)
 
-        self.normalization = normalization or compute_normalization(src)
+        self.normalization = normalization or compute_normalization(self.image)
         if self.normalization.n_channels != src.n_channels:
             raise ScribbleUNetError(
                 f"normalisation has {self.normalization.n_channels} channel(s) but the image has {src.n_channels}"
             )
         self.sampler = TileSampler(
-            src, scribbles, self.split, self.tile, self.normalization, config.fg_share, config.augment, weights
+            self.image, self.labels, self.split, self.tile, self.normalization, config.fg_share, config.augment,
+            weights,
         )
         self.loss_fn = ScribbleLoss(model_config.n_classes, config.loss_config, self.index.counts)
 
@@ -437,6 +465,26 @@ class Trainer:
         self._stopped = False
         self._pending: list[Region | None] = []
         self._running = False
+
+    def _choose_scale(
+        self, src: ImageSource, index: LabelIndex, model_config: ModelConfig, normalization: Normalization | None
+    ) -> ScaleChoice:
+        cfg = self.config
+        if self.init is not None:
+            return ScaleChoice(self.init.config.scale, None, "initial model")
+        if cfg.scale is not None:
+            return ScaleChoice(int(cfg.scale), cfg.object_diameter, "fixed")
+        fov = field_of_view(model_config.depth)
+        if cfg.object_diameter is not None:
+            return ScaleChoice(scale_for_diameter(cfg.object_diameter, fov, src.shape_yx), cfg.object_diameter, "user")
+        points = np.concatenate(
+            [index.coords(v) for v in sorted(index.counts) if v >= 2] or [np.zeros((0, 2), np.int64)]
+        )
+        norm = normalization or compute_normalization(src)
+        d = estimate_diameter(src, norm, points, np.random.default_rng(cfg.seed))
+        if d is None:
+            return ScaleChoice(1, None, "default")
+        return ScaleChoice(scale_for_diameter(d, fov, src.shape_yx), d, "estimated")
 
     # ------------------------------------------------------------------ control (any thread)
     def pause(self) -> None:
@@ -469,6 +517,8 @@ class Trainer:
         Before the next step only the index chunks touching the region are re-read; the split, the
         sampler and the loss weights (``pos_weight`` / class weights) are recomputed from the new counts.
         """
+        if region is not None and isinstance(self.labels, BinnedLabels):
+            region = self.labels.working_region(tuple(int(v) for v in region))  # type: ignore[arg-type]
         with self._cond:
             self._pending.append(None if region is None else tuple(int(v) for v in region))  # type: ignore[arg-type]
 
@@ -596,6 +646,9 @@ class Trainer:
             "label_counts": {str(v): n for v, n in self.index.counts.items()},
             "held_out_strokes": {str(v): n for v, n in self.split.n_val_strokes.items()},
             "init": self.init.token if self.init is not None else None,
+            "scale": self.scale_choice.scale,
+            "object_diameter": None if self.scale_choice.diameter is None else round(self.scale_choice.diameter, 1),
+            "scale_source": self.scale_choice.source,
             "new_head": self.new_head,
         }
         return Checkpoint.from_model(self.model, self.normalization, notes)
