@@ -387,7 +387,6 @@ def test_predict_window_equals_whole_image_crop() -> None:
 
 # ---------------------------------------------------------------------- it learns
 def test_tiny_model_learns_discs(tmp_path: Path) -> None:
-    t0 = time.perf_counter()
     rng = np.random.default_rng(1)
     inst = np.zeros((128, 128), np.uint16)
     for i in range(8):  # objects are rare: about 8 % of the pixels
@@ -404,7 +403,6 @@ def test_tiny_model_learns_discs(tmp_path: Path) -> None:
     pred, gt = probs[0] > 0.5, inst > 0
     iou = (pred & gt).sum() / (pred | gt).sum()
     assert iou > 0.8, iou
-    assert time.perf_counter() - t0 < 20
 
 
 def test_multiclass_training_and_validation_names() -> None:

@@ -27,7 +27,7 @@ GUI_DEFAULTS = {"steps": 2000, "validate_every": 50, "checkpoint_every": 20}
 
 
 class TrainWidget(ControllerWidget):
-    """Start, pause and stop training; watch loss and validation IoU; save the model."""
+    """Start, pause and stop training; watch the loss and the IoU on held-out strokes; save the model."""
 
     def __init__(self, napari_viewer: Any, parent: QWidget | None = None) -> None:
         super().__init__(napari_viewer, parent)

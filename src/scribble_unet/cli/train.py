@@ -10,6 +10,7 @@ written, marked ``reason: stopped`` in its training notes.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 from pathlib import Path
@@ -58,6 +59,12 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     t.add_argument("--depth", type=_positive_int, default=None, help="U-Net depth (default 2, or that of --init)")
     t.add_argument("--width", type=_positive_int, default=None,
                    help="channels of the first level (default 16, or that of --init)")
+    t.add_argument("--object-diameter", type=_positive_float, default=None, metavar="PX",
+                   help="typical object diameter in pixels (default: estimated from the image under the object "
+                        "strokes); sets the working resolution")
+    t.add_argument("--scale", type=_positive_int, default=None,
+                   help="working resolution: train and predict on the image binned by this factor "
+                        "(default: chosen from the object diameter; fine-tuning keeps that of --init)")
     t.add_argument("--tile", type=_positive_int, default=None,
                    help="training tile side in px (default: smallest that covers the field of view)")
     t.add_argument("--batch-size", type=_positive_int, default=None, help="tiles per step (default 4)")
@@ -188,6 +195,8 @@ def run_train(args: argparse.Namespace) -> int:
         "checkpoint_every": args.checkpoint_every,
         "dice_weight": 1.0 if args.dice else 0.0,
         "elastic": args.elastic,
+        "object_diameter": args.object_diameter,
+        "scale": args.scale,
     }
     for key in ("batch_size", "lr", "fg_share", "val_share", "validate_every"):
         if getattr(args, key) is not None:
@@ -229,7 +238,7 @@ def run_train(args: argparse.Namespace) -> int:
             elif isinstance(ev, ValidationEvent):
                 iou = _object_iou(ev.iou, model_config.class_names)
                 if iou is not None:
-                    postfix["val_iou"] = f"{iou:.3f}"
+                    postfix["stroke_iou"] = f"{iou:.3f}"
                 bar.set_postfix(postfix)
             elif isinstance(ev, FinishedEvent):
                 finished = ev
@@ -240,10 +249,38 @@ def run_train(args: argparse.Namespace) -> int:
     notes = finished.checkpoint.training
     val = notes.get("val_iou") or {}
     iou = _object_iou(val, model_config.class_names)
-    msg = f"wrote {args.out} ({finished.step} steps, ended by {finished.reason}"
+    msg = f"wrote {args.out} ({finished.step} steps, ended by {finished.reason}; {trainer.scale_choice.describe()}"
     if notes.get("final_loss") is not None:
-        msg += f", loss {notes['final_loss']:.3f}"
+        msg += f"; loss {notes['final_loss']:.3f}"
     if iou is not None:
-        msg += f", validation IoU {iou:.3f}"
+        # Held-out strokes lie inside objects and away from them, never on edges: this figure is
+        # higher than the mask's real IoU (docs/quality.md measures by how much).
+        msg += f"; IoU on held-out strokes {iou:.3f} (inside/away from objects, not at edges)"
     print(msg + ")")
+    print(json.dumps(run_summary(trainer, finished, iou)))
     return 130 if interrupted else 0
+
+
+def run_summary(trainer: Any, finished: Any, stroke_iou: float | None) -> dict[str, Any]:
+    """The one JSON line ``train`` ends with (for scripts and benchmarks)."""
+    from ..training.sampler import field_of_view
+
+    notes = finished.checkpoint.training
+    seconds = float(notes.get("elapsed_s") or 0.0)
+    choice = trainer.scale_choice
+    return {
+        "event": "trained",
+        "model": str(finished.path) if finished.path is not None else None,
+        "steps": int(finished.step),
+        "seconds": round(seconds, 2),
+        "steps_per_s": round(finished.step / seconds, 2) if seconds > 0 else None,
+        "reason": finished.reason,
+        "object_diameter_px": None if choice.diameter is None else round(choice.diameter, 1),
+        "diameter_source": choice.source,
+        "scale": choice.scale,
+        "field_of_view_px": field_of_view(trainer.model_config.depth) * choice.scale,
+        "tile": trainer.tile,
+        "final_loss": notes.get("final_loss"),
+        "held_out_stroke_iou": None if stroke_iou is None else round(stroke_iou, 4),
+        "labelled_pixels": int(trainer.index.n_labelled),
+    }

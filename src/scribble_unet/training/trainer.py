@@ -123,6 +123,9 @@ class TrainConfig:
         Write the model to ``out`` every this many steps (0: only at the end).
     device
         ``"auto"`` (CUDA, else Apple MPS, else CPU), ``"cpu"``, ``"cuda"`` or ``"mps"``.
+    prefetch
+        Batches read and augmented ahead of the step on a background thread (0: read in the step).
+        The thread draws from the run's random generator in order, so runs stay reproducible.
     object_diameter
         Typical object diameter in pixels, if the user knows it; None estimates it from the image
         under the object strokes (:mod:`.scale`).
@@ -158,6 +161,7 @@ class TrainConfig:
     validate_every: int = 100
     checkpoint_every: int = 0
     device: DeviceName = "auto"
+    prefetch: int = 2
     object_diameter: float | None = None
     scale: int | None = None
 
@@ -210,6 +214,8 @@ class TrainConfig:
             fail(f"checkpoint_every must be >= 0, got {self.checkpoint_every}")
         if self.device not in ("auto", "cpu", "cuda", "mps"):
             fail(f"device must be auto, cpu, cuda or mps, got {self.device!r}")
+        if self.prefetch < 0:
+            fail(f"prefetch must be >= 0 batches, got {self.prefetch}")
         if self.object_diameter is not None and not (
             math.isfinite(self.object_diameter) and 1 <= self.object_diameter <= 10_000
         ):
@@ -285,6 +291,55 @@ TrainEvent = StepEvent | ValidationEvent | CheckpointEvent | FinishedEvent
 
 
 # ---------------------------------------------------------------------- helpers
+Batch = tuple[np.ndarray, np.ndarray, np.ndarray | None]
+
+
+class Prefetcher:
+    """Draws batches with ``draw`` on a background thread, ``depth`` ahead of the training step.
+
+    Reading zarr chunks and augmenting tiles then overlaps the network's forward and backward pass
+    (numpy, zarr's codecs and torch release the GIL for most of their work). An exception in ``draw``
+    is raised again by :meth:`get`.
+    """
+
+    def __init__(self, draw: Any, depth: int = 2) -> None:
+        import queue
+
+        self._draw = draw
+        self._queue: queue.Queue[tuple[Batch | None, BaseException | None]] = queue.Queue(maxsize=max(1, depth))
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._work, name="scribble-unet-prefetch", daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
+        import queue
+
+        while not self._closed.is_set():
+            try:
+                item: tuple[Batch | None, BaseException | None] = (self._draw(), None)
+            except BaseException as e:  # handed to the training thread
+                item = (None, e)
+            while not self._closed.is_set():
+                try:
+                    self._queue.put(item, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            if item[1] is not None:
+                return
+
+    def get(self) -> Batch:
+        batch, error = self._queue.get()
+        if error is not None:
+            raise error
+        assert batch is not None
+        return batch
+
+    def close(self) -> None:
+        self._closed.set()
+        self._thread.join(timeout=5)
+
+
 def resolve_device(name: str) -> torch.device:
     """``"auto"``: CUDA when available, else Apple MPS, else CPU; explicit names must be available."""
     mps = getattr(torch.backends, "mps", None)
@@ -465,6 +520,7 @@ class Trainer:
         self._stopped = False
         self._pending: list[Region | None] = []
         self._running = False
+        self._sampler_lock = threading.Lock()
 
     def _choose_scale(
         self, src: ImageSource, index: LabelIndex, model_config: ModelConfig, normalization: Normalization | None
@@ -534,8 +590,10 @@ class Trainer:
             chunks = [c for r in pending for c in self.index.chunks_in(r)]  # type: ignore[arg-type]
             self.index.update(chunks=chunks)
         check_classes_painted(self.index.counts, self.model_config.class_names)
-        self.split = split_strokes(self.index, self.config.val_share, self.config.seed)
-        self.sampler.set_split(self.split)
+        split = split_strokes(self.index, self.config.val_share, self.config.seed)
+        with self._sampler_lock:  # the prefetch thread may be drawing a batch
+            self.split = split
+            self.sampler.set_split(split)
         self.loss_fn.set_counts(self.index.counts)
         return True
 
@@ -562,10 +620,14 @@ class Trainer:
             lr *= 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
         return lr
 
-    def _train_step(self, lr: float) -> float:
+    def _draw_batch(self) -> Batch:
+        with self._sampler_lock:
+            return self.sampler.batch(self.config.batch_size, self.rng)
+
+    def _train_step(self, lr: float, batches: Prefetcher | None = None) -> float:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        images, labels, weights = self.sampler.batch(self.config.batch_size, self.rng)
+        images, labels, weights = batches.get() if batches is not None else self._draw_batch()
         x = torch.from_numpy(images).to(self.device)
         y = torch.from_numpy(labels).to(self.device)
         w = torch.from_numpy(weights).to(self.device) if weights is not None else None
@@ -676,36 +738,41 @@ class Trainer:
                 return time.perf_counter() - run_start - paused_s
 
             reason: FinishReason | None = None
-            while True:
-                paused_s += self._wait_while_paused()
-                with self._cond:
-                    if self._stopped:
-                        reason = "stopped"
-                if reason:
-                    break
-                self._apply_changes()
-                loss = self._train_step(self.learning_rate(self.step - start_step, clock()))
-                self.step += 1
-                self.elapsed = base_elapsed + clock()
-                self._losses.append(loss)
-                yield StepEvent(self.step, loss, self.elapsed)
-                done_steps = cfg.steps is not None and self.step - start_step >= cfg.steps
-                done_time = cfg.time_budget is not None and clock() >= cfg.time_budget
-                if cfg.validate_every and self.step % cfg.validate_every == 0 and not (done_steps or done_time):
-                    ev = self.validate()
-                    if ev is not None:
-                        self.last_validation = ev
-                        yield ev
-                if cfg.checkpoint_every and self.out is not None and self.step % cfg.checkpoint_every == 0:
-                    ckpt = self.checkpoint(finished=False)
-                    save_checkpoint(self.out, ckpt)
-                    yield CheckpointEvent(self.step, self.out, ckpt)
-                if done_steps:
-                    reason = "steps"
-                elif cfg.time_budget is not None and clock() >= cfg.time_budget:
-                    reason = "time"
-                if reason:
-                    break
+            batches = Prefetcher(self._draw_batch, cfg.prefetch) if cfg.prefetch else None
+            try:
+                while True:
+                    paused_s += self._wait_while_paused()
+                    with self._cond:
+                        if self._stopped:
+                            reason = "stopped"
+                    if reason:
+                        break
+                    self._apply_changes()
+                    loss = self._train_step(self.learning_rate(self.step - start_step, clock()), batches)
+                    self.step += 1
+                    self.elapsed = base_elapsed + clock()
+                    self._losses.append(loss)
+                    yield StepEvent(self.step, loss, self.elapsed)
+                    done_steps = cfg.steps is not None and self.step - start_step >= cfg.steps
+                    done_time = cfg.time_budget is not None and clock() >= cfg.time_budget
+                    if cfg.validate_every and self.step % cfg.validate_every == 0 and not (done_steps or done_time):
+                        ev = self.validate()
+                        if ev is not None:
+                            self.last_validation = ev
+                            yield ev
+                    if cfg.checkpoint_every and self.out is not None and self.step % cfg.checkpoint_every == 0:
+                        ckpt = self.checkpoint(finished=False)
+                        save_checkpoint(self.out, ckpt)
+                        yield CheckpointEvent(self.step, self.out, ckpt)
+                    if done_steps:
+                        reason = "steps"
+                    elif cfg.time_budget is not None and clock() >= cfg.time_budget:
+                        reason = "time"
+                    if reason:
+                        break
+            finally:
+                if batches is not None:
+                    batches.close()
             trained = self.step > start_step
             if trained and (self.last_validation is None or self.last_validation.step != self.step):
                 ev = self.validate()
