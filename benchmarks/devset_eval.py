@@ -371,6 +371,7 @@ def case_order(case: str) -> tuple[Any, ...]:
 
 def summarize(records: list[dict[str, Any]], margin: float = 0.03) -> dict[str, Any]:
     """Print the table of mean IoU over seeds per case x method and the issue-8 checks; return them."""
+    records = list({record_key(r): r for r in records}.values())  # a rerun of the same key: the last one
     cells: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for r in records:
         cells[(r["case"], label_of(r))].append(r)
@@ -410,6 +411,13 @@ def summarize(records: list[dict[str, Any]], margin: float = 0.03) -> dict[str, 
         cell = f"{np.mean(vs2):.3f} [{len(vs2)}]" if vs2 else "-"
         row += f"{cell:>{width}}"
     print(row)
+    common = [c for c in cases if all(mean(c, lab) is not None for lab in labels)]
+    if len(labels) > 1 and 0 < len(common) < len(cases):
+        row = f"{'mean, cases all have':<34}"
+        for lab in labels:
+            cell = f"{np.mean([mean(c, lab) for c in common]):.3f} [{len(common)}]"
+            row += f"{cell:>{width}}"
+        print(row)
     sps = {lab: float(np.mean([r["steps_per_s"] for (c, lb), rs in cells.items() if lb == lab for r in rs]))
            for lab in labels if lab.split(":")[0] in ("unet", "dense")}
     if sps:
@@ -422,8 +430,8 @@ def summarize(records: list[dict[str, Any]], margin: float = 0.03) -> dict[str, 
         both = [c for c in cases if mean(c, lab) is not None and mean(c, "ilastik") is not None]
         diffs = [mean(c, lab) - mean(c, "ilastik") for c in both]  # type: ignore[operator]
         losses = [c for c, d in zip(both, diffs, strict=False) if d <= 0]
-        share_bad = [c for c in cases if mean(c, lab, "share_ratio") is not None
-                     and abs(mean(c, lab, "share_ratio") - 1) > 0.15]  # type: ignore[operator]
+        with_share = [c for c in cases if mean(c, lab, "share_ratio") is not None]
+        share_bad = [c for c in with_share if abs(mean(c, lab, "share_ratio") - 1) > 0.15]  # type: ignore[operator]
         dense_lab = "dense" + lab[4:] if any(lb == "dense" + lab[4:] for lb in labels) else "dense"
         with_dense = [c for c in cases if mean(c, lab) is not None and mean(c, dense_lab) is not None]
         ratio = (float(np.mean([mean(c, lab) / mean(c, dense_lab) for c in with_dense]))  # type: ignore[operator]
@@ -434,7 +442,7 @@ def summarize(records: list[dict[str, Any]], margin: float = 0.03) -> dict[str, 
             "losses_to_ilastik": losses,
             "mean_margin_over_ilastik": round(float(np.mean(diffs)), 4) if diffs else None,
             "margin_ok": bool(diffs) and float(np.mean(diffs)) >= margin,
-            "share_within_15pct_cases": len(cases) - len(share_bad),
+            "share_within_15pct_cases": f"{len(with_share) - len(share_bad)}/{len(with_share)}",
             "share_off_cases": share_bad,
             "vs_dense": dense_lab,
             "cases_vs_dense": len(with_dense),
@@ -446,7 +454,7 @@ def summarize(records: list[dict[str, Any]], margin: float = 0.03) -> dict[str, 
               f"{'yes' if chk['beats_ilastik_every_case'] else 'NO'}"
               + (f" (loses on {', '.join(losses)})" if losses else "")
               + (f"; mean margin {np.mean(diffs):+.3f} ({'>=' if chk['margin_ok'] else '<'} {margin})" if diffs else ""))
-        print(f"{lab} predicted/true foreground share within 15 %: {len(cases) - len(share_bad)}/{len(cases)} cases"
+        print(f"{lab} predicted/true foreground share within 15 %: {len(with_share) - len(share_bad)}/{len(with_share)} cases"
               + (f" (off: {', '.join(share_bad)})" if share_bad else ""))
         if ratio is not None:
             print(f"{lab} / {dense_lab} on {len(with_dense)} case(s): {ratio:.1%} "
