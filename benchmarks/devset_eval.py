@@ -382,7 +382,7 @@ def summarize(records: list[dict[str, Any]], margin: float = 0.03) -> dict[str, 
         rs = [r[key] for r in cells.get((case, lab), []) if r.get(key) is not None]
         return float(np.mean(rs)) if rs else None
 
-    width = max(12, *(len(lab) for lab in labels)) + 2
+    width = max(15, *(len(lab) for lab in labels)) + 2
     head = f"{'case':<24}{'true fg':>8}  " + "".join(f"{lab:>{width}}" for lab in labels)
     print("foreground IoU, mean over seeds (n seeds); U-Nets also pred/true foreground share")
     print(head)
@@ -473,7 +473,8 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--images", default="all", help=f"comma-separated devset names (and/or '{MOSAIC}'); default all")
     p.add_argument("--scales", default="1,2,3", help="comma-separated upscaling factors (default 1,2,3)")
-    p.add_argument("--seeds", default="0", help="comma-separated scribble/model seeds (default 0)")
+    p.add_argument("--seeds", default=None,
+                   help="comma-separated scribble/model seeds (default 0); with --summary: only these seeds")
     p.add_argument("--methods", default="ilastik,skimage,unet", help=f"comma-separated, from {','.join(METHODS)}")
     p.add_argument("--budget", type=float, default=60.0, help="U-Net training seconds (default 60)")
     p.add_argument("--steps", type=int, default=None,
@@ -492,6 +493,9 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.summary is not None:
         recs = read_records(args.summary)
+        if args.seeds is not None:
+            keep = set(parse_list(args.seeds, int))
+            recs = [r for r in recs if r["seed"] in keep]
         if not recs:
             sys.exit(f"error: no devset records in {args.summary}")
         res = summarize(recs)
@@ -506,7 +510,7 @@ def main(argv: list[str] | None = None) -> int:
     for n in names:
         if n != MOSAIC and not (DEVSET / f"{n}.npz").is_file():
             sys.exit(f"error: no devset image {n!r} (have {', '.join(devset_names())}, {MOSAIC})")
-    scales, seeds = parse_list(args.scales, int), parse_list(args.seeds, int)
+    scales, seeds = parse_list(args.scales, int), parse_list(args.seeds or "0", int)
     sim = {k: parse_value(v) for k, v in (s.split("=", 1) for s in args.sim)}
     variant = args.variant_name or ("default" if not args.set else ",".join(args.set))
     threads = args.threads or os.cpu_count() or 1
