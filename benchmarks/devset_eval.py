@@ -371,6 +371,7 @@ def case_order(case: str) -> tuple[Any, ...]:
 
 def summarize(records: list[dict[str, Any]], margin: float = 0.03) -> dict[str, Any]:
     """Print the table of mean IoU over seeds per case x method and the issue-8 checks; return them."""
+    records = list({record_key(r): r for r in records}.values())  # a rerun of the same key: the last one
     cells: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for r in records:
         cells[(r["case"], label_of(r))].append(r)
@@ -381,7 +382,7 @@ def summarize(records: list[dict[str, Any]], margin: float = 0.03) -> dict[str, 
         rs = [r[key] for r in cells.get((case, lab), []) if r.get(key) is not None]
         return float(np.mean(rs)) if rs else None
 
-    width = max(12, *(len(lab) for lab in labels)) + 2
+    width = max(15, *(len(lab) for lab in labels)) + 2
     head = f"{'case':<24}{'true fg':>8}  " + "".join(f"{lab:>{width}}" for lab in labels)
     print("foreground IoU, mean over seeds (n seeds); U-Nets also pred/true foreground share")
     print(head)
@@ -410,6 +411,13 @@ def summarize(records: list[dict[str, Any]], margin: float = 0.03) -> dict[str, 
         cell = f"{np.mean(vs2):.3f} [{len(vs2)}]" if vs2 else "-"
         row += f"{cell:>{width}}"
     print(row)
+    common = [c for c in cases if all(mean(c, lab) is not None for lab in labels)]
+    if len(labels) > 1 and 0 < len(common) < len(cases):
+        row = f"{'mean, cases all have':<34}"
+        for lab in labels:
+            cell = f"{np.mean([mean(c, lab) for c in common]):.3f} [{len(common)}]"
+            row += f"{cell:>{width}}"
+        print(row)
     sps = {lab: float(np.mean([r["steps_per_s"] for (c, lb), rs in cells.items() if lb == lab for r in rs]))
            for lab in labels if lab.split(":")[0] in ("unet", "dense")}
     if sps:
@@ -422,8 +430,8 @@ def summarize(records: list[dict[str, Any]], margin: float = 0.03) -> dict[str, 
         both = [c for c in cases if mean(c, lab) is not None and mean(c, "ilastik") is not None]
         diffs = [mean(c, lab) - mean(c, "ilastik") for c in both]  # type: ignore[operator]
         losses = [c for c, d in zip(both, diffs, strict=False) if d <= 0]
-        share_bad = [c for c in cases if mean(c, lab, "share_ratio") is not None
-                     and abs(mean(c, lab, "share_ratio") - 1) > 0.15]  # type: ignore[operator]
+        with_share = [c for c in cases if mean(c, lab, "share_ratio") is not None]
+        share_bad = [c for c in with_share if abs(mean(c, lab, "share_ratio") - 1) > 0.15]  # type: ignore[operator]
         dense_lab = "dense" + lab[4:] if any(lb == "dense" + lab[4:] for lb in labels) else "dense"
         with_dense = [c for c in cases if mean(c, lab) is not None and mean(c, dense_lab) is not None]
         ratio = (float(np.mean([mean(c, lab) / mean(c, dense_lab) for c in with_dense]))  # type: ignore[operator]
@@ -434,7 +442,7 @@ def summarize(records: list[dict[str, Any]], margin: float = 0.03) -> dict[str, 
             "losses_to_ilastik": losses,
             "mean_margin_over_ilastik": round(float(np.mean(diffs)), 4) if diffs else None,
             "margin_ok": bool(diffs) and float(np.mean(diffs)) >= margin,
-            "share_within_15pct_cases": len(cases) - len(share_bad),
+            "share_within_15pct_cases": f"{len(with_share) - len(share_bad)}/{len(with_share)}",
             "share_off_cases": share_bad,
             "vs_dense": dense_lab,
             "cases_vs_dense": len(with_dense),
@@ -446,7 +454,7 @@ def summarize(records: list[dict[str, Any]], margin: float = 0.03) -> dict[str, 
               f"{'yes' if chk['beats_ilastik_every_case'] else 'NO'}"
               + (f" (loses on {', '.join(losses)})" if losses else "")
               + (f"; mean margin {np.mean(diffs):+.3f} ({'>=' if chk['margin_ok'] else '<'} {margin})" if diffs else ""))
-        print(f"{lab} predicted/true foreground share within 15 %: {len(cases) - len(share_bad)}/{len(cases)} cases"
+        print(f"{lab} predicted/true foreground share within 15 %: {len(with_share) - len(share_bad)}/{len(with_share)} cases"
               + (f" (off: {', '.join(share_bad)})" if share_bad else ""))
         if ratio is not None:
             print(f"{lab} / {dense_lab} on {len(with_dense)} case(s): {ratio:.1%} "
@@ -465,7 +473,8 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--images", default="all", help=f"comma-separated devset names (and/or '{MOSAIC}'); default all")
     p.add_argument("--scales", default="1,2,3", help="comma-separated upscaling factors (default 1,2,3)")
-    p.add_argument("--seeds", default="0", help="comma-separated scribble/model seeds (default 0)")
+    p.add_argument("--seeds", default=None,
+                   help="comma-separated scribble/model seeds (default 0); with --summary: only these seeds")
     p.add_argument("--methods", default="ilastik,skimage,unet", help=f"comma-separated, from {','.join(METHODS)}")
     p.add_argument("--budget", type=float, default=60.0, help="U-Net training seconds (default 60)")
     p.add_argument("--steps", type=int, default=None,
@@ -484,6 +493,9 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.summary is not None:
         recs = read_records(args.summary)
+        if args.seeds is not None:
+            keep = set(parse_list(args.seeds, int))
+            recs = [r for r in recs if r["seed"] in keep]
         if not recs:
             sys.exit(f"error: no devset records in {args.summary}")
         res = summarize(recs)
@@ -498,7 +510,7 @@ def main(argv: list[str] | None = None) -> int:
     for n in names:
         if n != MOSAIC and not (DEVSET / f"{n}.npz").is_file():
             sys.exit(f"error: no devset image {n!r} (have {', '.join(devset_names())}, {MOSAIC})")
-    scales, seeds = parse_list(args.scales, int), parse_list(args.seeds, int)
+    scales, seeds = parse_list(args.scales, int), parse_list(args.seeds or "0", int)
     sim = {k: parse_value(v) for k, v in (s.split("=", 1) for s in args.sim)}
     variant = args.variant_name or ("default" if not args.set else ",".join(args.set))
     threads = args.threads or os.cpu_count() or 1
