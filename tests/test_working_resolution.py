@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -23,7 +21,7 @@ from scribble_unet.training.scale import estimate_diameter, scale_for_diameter
 
 
 def scaled(ckpt: Checkpoint, f: int) -> Checkpoint:
-    return Checkpoint(dataclasses.replace(ckpt.config, scale=f), ckpt.state_dict, ckpt.normalization, {})
+    return Checkpoint(ckpt.config.replace(scale=f), ckpt.state_dict, ckpt.normalization, {})
 
 
 def test_bin_mean_and_max_handle_partial_blocks() -> None:
@@ -130,5 +128,5 @@ def test_trainer_chooses_and_records_the_working_resolution() -> None:
     ckpt = next(ev for ev in t.run() if type(ev).__name__ == "FinishedEvent").checkpoint
     assert ckpt.config.scale == 3 and ckpt.training["scale"] == 3
     assert predict_image(ckpt.build(), img, ckpt.normalization).shape == (1, 400, 400)
-    fixed = Trainer(img, labels, ModelConfig(depth=2, width=4), dataclasses.replace(cfg, object_diameter=20))
+    fixed = Trainer(img, labels, ModelConfig(depth=2, width=4), cfg.replace(object_diameter=20))
     assert fixed.scale_choice.scale == 1 and fixed.scale_choice.source == "user"

@@ -1,17 +1,19 @@
-"""A Qt form for the fields of a config dataclass (``TrainConfig``, ``ModelConfig``).
+"""A Qt form for fields of a configuration model (``TrainConfig``, ``ModelConfig``).
 
-The widgets use the very config classes the CLI uses: the form is built from the dataclass fields,
-their types and defaults, and :meth:`ConfigForm.value` builds the dataclass (which validates itself).
+The widgets use the very configuration the CLI uses (:mod:`scribble_unet.config`): each editor takes
+its type and default from the field, its tooltip from the field's description and its range from the
+field's bounds; :meth:`ConfigForm.value` builds the model (which validates itself).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import types
 import typing
 from typing import Any
 
 from qtpy.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QSpinBox, QWidget
+
+from ..config import field_bounds
 
 
 def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
@@ -23,7 +25,7 @@ def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
 
 
 class ConfigForm(QWidget):
-    """Editable fields ``names`` of dataclass ``cls``, starting from ``defaults``.
+    """Editable fields ``names`` of configuration model ``cls``, starting from ``defaults``.
 
     Optional numbers (``int | None``) show 0 as "none"/"auto" and map it back to None.
     """
@@ -33,7 +35,7 @@ class ConfigForm(QWidget):
         super().__init__(parent)
         self.cls = cls
         self.defaults = defaults if defaults is not None else cls()
-        hints = typing.get_type_hints(cls)
+        hints = {name: f.annotation for name, f in cls.model_fields.items()}
         self.editors: dict[str, tuple[QWidget, bool]] = {}
         layout = QFormLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -50,12 +52,13 @@ class ConfigForm(QWidget):
                 editor.setCurrentText(str(value))
             elif tp is int:
                 editor = QSpinBox()
-                editor.setRange(0 if optional else -(2**31), 2**31 - 1)
+                lo, hi = _range(cls, name, optional, -(2**31), 2**31 - 1, whole=True)
+                editor.setRange(int(lo), int(hi))
                 editor.setValue(int(value) if value is not None else 0)
             elif tp is float:
                 editor = QDoubleSpinBox()
                 editor.setDecimals(5)
-                editor.setRange(0.0 if optional else -1e9, 1e9)
+                editor.setRange(*_range(cls, name, optional, -1e9, 1e9))
                 editor.setValue(float(value) if value is not None else 0.0)
                 if 0 < abs(float(value or 0)) < 0.1:
                     editor.setSingleStep(abs(float(value)) / 2)
@@ -63,7 +66,7 @@ class ConfigForm(QWidget):
                 continue  # tuples and other structures keep their defaults
             if optional and isinstance(editor, (QSpinBox, QDoubleSpinBox)):
                 editor.setSpecialValueText((none_text or {}).get(name, "none"))
-            editor.setToolTip(_field_doc(cls, name))
+            editor.setToolTip(cls.model_fields[name].description or "")
             layout.addRow(name.replace("_", " "), editor)
             self.editors[name] = (editor, optional)
 
@@ -91,22 +94,18 @@ class ConfigForm(QWidget):
             editor.setValue(0 if value is None else value)  # type: ignore[attr-defined]
 
     def value(self, **overrides: Any) -> Any:
-        """The dataclass built from the form (validated by the dataclass itself)."""
-        return dataclasses.replace(self.defaults, **{**self.values(), **overrides})
+        """The configuration built from the form (validated by the model itself)."""
+        return self.defaults.replace(**{**self.values(), **overrides})
 
 
-def _field_doc(cls: type, name: str) -> str:
-    """The numpydoc paragraph of parameter ``name`` in ``cls``'s docstring, for a tooltip."""
-    doc = cls.__doc__ or ""
-    lines = doc.splitlines()
-    for i, line in enumerate(lines):
-        heads = [h.strip() for h in line.strip().split(",")]
-        if name in heads and line.startswith("    ") and not line.startswith("        "):
-            body = []
-            for nxt in lines[i + 1 :]:
-                if nxt.startswith("        "):
-                    body.append(nxt.strip())
-                else:
-                    break
-            return " ".join(body)
-    return ""
+def _range(cls: Any, name: str, optional: bool, lo: float, hi: float,
+           whole: bool = False) -> tuple[float, float]:
+    """Spin-box range from the field's bounds; an optional field keeps 0 free to mean "none"."""
+    b = field_bounds(cls, name)
+    if "gt" in b and whole:
+        b.setdefault("ge", b["gt"] + 1)
+    lo = b.get("ge", b.get("gt", lo))
+    hi = b.get("le", b.get("lt", hi))
+    if optional:
+        lo = 0
+    return lo, hi

@@ -22,8 +22,6 @@ from ._plot import LivePlot
 TRAIN_FIELDS = ["steps", "time_budget", "batch_size", "lr", "tile", "validate_every", "checkpoint_every",
                 "fg_share", "val_share", "loss", "seed", "device"]
 MODEL_FIELDS = ["depth", "width", "norm"]
-GUI_DEFAULTS = {"steps": 2000, "validate_every": 50, "checkpoint_every": 20}
-"""The GUI publishes a checkpoint every 20 steps so that the live prediction follows the training."""
 
 
 class TrainWidget(ControllerWidget):
@@ -31,14 +29,13 @@ class TrainWidget(ControllerWidget):
 
     def __init__(self, napari_viewer: Any, parent: QWidget | None = None) -> None:
         super().__init__(napari_viewer, parent)
-        import dataclasses
-
+        from ..config import INTERACTIVE_TRAINING
         from ..model.unet import ModelConfig
         from ..training.trainer import TrainConfig
 
         self.model_form = ConfigForm(ModelConfig, MODEL_FIELDS)
         self.train_form = ConfigForm(TrainConfig, TRAIN_FIELDS,
-                                     dataclasses.replace(TrainConfig(), **GUI_DEFAULTS),
+                                     TrainConfig(**INTERACTIVE_TRAINING),
                                      none_text={"tile": "auto", "time_budget": "none", "steps": "none"})
         self.init_edit = QLineEdit()
         self.init_edit.setPlaceholderText("fine-tune this model (empty: from scratch)")

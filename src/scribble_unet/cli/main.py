@@ -13,9 +13,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from ..config import ModelOptions
 from ..errors import ScribbleUNetError
 from .argtypes import non_negative_int as _non_negative_int
 from .argtypes import positive_int as _positive_int
+from .options import add_options, given
+
+INIT_MODEL_OPTIONS = ("depth", "width", "in_channels", "norm")
 
 
 def _cmd_init_model(args: argparse.Namespace) -> int:
@@ -25,17 +29,18 @@ def _cmd_init_model(args: argparse.Namespace) -> int:
 
     names = tuple(n.strip() for n in args.class_names.split(",")) if args.class_names else ()
     classes = args.classes or (len(names) if names else 1)
-    config = ModelConfig(depth=args.depth, width=args.width, in_channels=args.channels,
-                         n_classes=classes, class_names=names, norm=args.norm)
+    config = ModelConfig(**given(args, INIT_MODEL_OPTIONS), n_classes=classes, class_names=names)
     if args.image:
         from ..image import open_image
 
         src = open_image(args.image, channel_axis=args.channel_axis)
-        if src.n_channels != args.channels:
-            raise ScribbleUNetError(f"--image has {src.n_channels} channel(s) but --channels is {args.channels}")
+        if src.n_channels != config.in_channels:
+            raise ScribbleUNetError(
+                f"--image has {src.n_channels} channel(s) but --channels is {config.in_channels}"
+            )
         norm = compute_normalization(src)
     else:
-        norm = Normalization.identity(args.channels)
+        norm = Normalization.identity(config.in_channels)
     model = build_model(config, seed=args.seed)
     save_checkpoint(args.out, Checkpoint.from_model(model, norm, {"kind": "untrained", "seed": args.seed}))
     print(f"wrote an untrained model ({config.depth} levels, width {config.width}, halo {config.halo} px) to {args.out}")
@@ -110,12 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("init-model", help="write an untrained model to predict with")
     m.add_argument("--out", required=True, help="model file to write (e.g. model.safetensors)")
-    m.add_argument("--depth", type=_positive_int, default=2)
-    m.add_argument("--width", type=_positive_int, default=16)
-    m.add_argument("--channels", type=_positive_int, default=1, help="input channels")
+    add_options(m, ModelOptions, ("depth", "width", "in_channels"), flags={"in_channels": "--channels"})
     m.add_argument("--classes", type=_positive_int, default=None, help="number of object classes K")
     m.add_argument("--class-names", default="", help="comma-separated object class names")
-    m.add_argument("--norm", choices=["batch", "none"], default="batch")
+    add_options(m, ModelOptions, ("norm",))
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--image", help="compute normalisation statistics from this image")
     m.add_argument("--channel-axis", type=int, default=None)

@@ -18,20 +18,15 @@ from typing import Any
 
 import numpy as np
 
+from ..config import ModelOptions, TrainOptions
 from ..errors import ScribbleUNetError
-from .argtypes import non_negative_int as _non_negative_int
-from .argtypes import positive_float as _positive_float
-from .argtypes import positive_int as _positive_int
+from .options import add_options, default_text, given
 
-
-def _share(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 <= v <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
-    return v
+MODEL_OPTIONS = ("depth", "width")
+"""Architecture options of ``train`` (the rest comes from the image, ``--classes`` or ``--init``)."""
+TRAIN_OPTIONS = ("steps", "time_budget", "tile", "batch_size", "lr", "seed", "device", "fg_share",
+                 "val_share", "validate_every", "checkpoint_every", "elastic", "object_diameter", "scale")
+"""The :class:`~scribble_unet.config.TrainOptions` fields offered on the command line."""
 
 
 def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -48,38 +43,16 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     t.add_argument("--image", required=True, help="image: zarr array, OME-Zarr image, TIFF or .npy")
     t.add_argument("--scribbles", required=True, help="scribbles: zarr array, TIFF or .npy, same Y, X size")
     t.add_argument("--out", required=True, metavar="MODEL", help="model file to write (e.g. model.safetensors)")
-    t.add_argument("--steps", type=_positive_int, default=None,
-                   help="optimisation steps (default 500, or unlimited when --time-budget is given)")
-    t.add_argument("--time-budget", type=_positive_float, default=None, metavar="SECONDS",
-                   help="stop after this many seconds of training")
     t.add_argument("--init", default=None, metavar="MODEL", help="fine-tune this model instead of starting fresh")
     t.add_argument("--classes", default=None, metavar="NAMES",
                    help="comma-separated object class names (value 2 is the first); default: one class "
                         "'object', or the classes of --init")
-    t.add_argument("--depth", type=_positive_int, default=None, help="U-Net depth (default 2, or that of --init)")
-    t.add_argument("--width", type=_positive_int, default=None,
-                   help="channels of the first level (default 16, or that of --init)")
-    t.add_argument("--object-diameter", type=_positive_float, default=None, metavar="PX",
-                   help="typical object diameter in pixels (default: estimated from the image under the object "
-                        "strokes); sets the working resolution")
-    t.add_argument("--scale", type=_positive_int, default=None,
-                   help="working resolution: train and predict on the image binned by this factor "
-                        "(default: chosen from the object diameter; fine-tuning keeps that of --init)")
-    t.add_argument("--tile", type=_positive_int, default=None,
-                   help="training tile side in px (default: smallest that covers the field of view)")
-    t.add_argument("--batch-size", type=_positive_int, default=None, help="tiles per step (default 4)")
-    t.add_argument("--lr", type=_positive_float, default=None, help="peak learning rate (default 1e-3, cosine decay)")
-    t.add_argument("--seed", type=_non_negative_int, default=0, help="random seed (default 0)")
-    t.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto",
-                   help="where to train (default auto: CUDA, else MPS, else CPU)")
-    t.add_argument("--fg-share", type=_share, default=None, help="share of tiles centred on objects (0.5)")
-    t.add_argument("--val-share", type=_share, default=None,
-                   help="share of strokes held out for validation (default 0.2)")
-    t.add_argument("--validate-every", type=_non_negative_int, default=None, help="steps between validations")
-    t.add_argument("--checkpoint-every", type=_non_negative_int, default=0,
-                   help="also write the model every this many steps (default 0: only at the end)")
-    t.add_argument("--dice", action="store_true", help="add a soft Dice term to the loss")
-    t.add_argument("--elastic", action="store_true", help="elastic deformation of the training tiles")
+    add_options(t, ModelOptions, MODEL_OPTIONS,
+                defaults={n: f"{default_text(ModelOptions, n)}, or that of --init" for n in MODEL_OPTIONS})
+    add_options(t, TrainOptions, TRAIN_OPTIONS,
+                defaults={"steps": f"{default_text(TrainOptions, 'steps')}, or unlimited with --time-budget",
+                          "tile": "the smallest that covers the field of view"})
+    t.add_argument("--dice", action="store_true", help="add a soft Dice term (weight 1) to the loss")
     t.add_argument("--channel-axis", type=int, default=None, help="channel axis of a 3D image")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     return t
@@ -179,29 +152,18 @@ def run_train(args: argparse.Namespace) -> int:
     else:
         names = names or ("object",)
         model_config = ModelConfig(
-            depth=args.depth or ModelConfig().depth,
-            width=args.width or 16,
+            **given(args, MODEL_OPTIONS),
             in_channels=image.n_channels,
             n_classes=len(names),
             class_names=names,
         )
-    steps = args.steps if args.steps is not None else (None if args.time_budget else 500)
-    options: dict[str, Any] = {
-        "steps": steps,
-        "time_budget": args.time_budget,
-        "tile": args.tile,
-        "seed": args.seed,
-        "device": args.device,
-        "checkpoint_every": args.checkpoint_every,
-        "dice_weight": 1.0 if args.dice else 0.0,
-        "elastic": args.elastic,
-        "object_diameter": args.object_diameter,
-        "scale": args.scale,
-    }
-    for key in ("batch_size", "lr", "fg_share", "val_share", "validate_every"):
-        if getattr(args, key) is not None:
-            options[key] = getattr(args, key)
+    options: dict[str, Any] = given(args, TRAIN_OPTIONS)
+    if args.steps is None and args.time_budget:
+        options["steps"] = None  # a time budget alone: no step limit
+    if args.dice:
+        options["dice_weight"] = 1.0
     config = TrainConfig(**options)
+    steps = config.steps
     trainer = Trainer(image, scribbles, model_config, config, init=init, out=args.out)
 
     if steps is not None:

@@ -7,7 +7,10 @@ JSON at the start of the file) carries, as strings:
 ``format_version``    ``"1"``
 ``config``            the :class:`~scribble_unet.model.unet.ModelConfig` as JSON
 ``normalization``     the :class:`~scribble_unet.model.normalize.Normalization` as JSON, or ``"null"``
-``training``          free-form JSON about how the weights were made (steps, loss, ...)
+``training``          JSON about how the weights were made (steps, loss, ...); models trained by
+                      :class:`~scribble_unet.training.trainer.Trainer` also carry the whole run
+                      configuration under ``train_config`` (:class:`~scribble_unet.config.TrainOptions`),
+                      validated when the file is read (older files without it still load)
 
 Tensors are raw little-endian buffers, so loading runs no code from the file: a pickle (or a
 ``torch.save`` file crafted to run code when unpickled) is refused with :class:`CheckpointError`.
@@ -25,6 +28,7 @@ from typing import Any
 
 import torch
 
+from ..config import OptionTypeError, TrainOptions
 from ..errors import CheckpointError, ScribbleUNetError
 from .normalize import Normalization
 from .unet import ModelConfig, UNet, build_model
@@ -42,6 +46,12 @@ class Checkpoint:
     normalization: Normalization | None = None
     training: dict[str, Any] = field(default_factory=dict)
     _token: str | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def train_config(self) -> TrainOptions | None:
+        """The configuration of the run that trained these weights (None for untrained models and older files)."""
+        raw = self.training.get("train_config")
+        return TrainOptions(**raw) if isinstance(raw, dict) else None
 
     def build(self, device: str | torch.device = "cpu") -> UNet:
         """Instantiate the network with these weights, in eval mode (BatchNorm uses running stats)."""
@@ -171,6 +181,10 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     try:
         config = ModelConfig.from_dict(meta["config"])
         norm = Normalization.from_dict(meta["normalization"]) if meta["normalization"] else None
+        if isinstance(meta["training"], dict) and meta["training"].get("train_config") is not None:
+            TrainOptions(**meta["training"]["train_config"])
+    except OptionTypeError as e:
+        raise CheckpointError(f"{path} has a damaged scribble-unet header ({e})") from e
     except ScribbleUNetError as e:
         raise CheckpointError(f"{path}: {e}") from e
     except (TypeError, KeyError, ValueError, AttributeError) as e:

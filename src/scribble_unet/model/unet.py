@@ -13,75 +13,21 @@ Design choices that make tiling exact (see ``docs/design.md``):
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import nn
 
+from ..config import ModelOptions, NormKind
 from ..errors import ScribbleUNetError
 
-NormKind = Literal["batch", "none"]
 
-
-@dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(ModelOptions):
     """Architecture of the U-Net; stored as JSON in every checkpoint.
 
-    Parameters
-    ----------
-    depth
-        Number of pooling steps. Tile origins lie on multiples of ``2**depth``. The default, 2
-        (receptive field 47 px), trained best within a minute on a 2-core CPU for nuclei-sized
-        objects (docs/quality.md); use 3 or 4 for larger objects.
-    width
-        Channels of the first level; each level below doubles it.
-    in_channels
-        Channels of the input image.
-    n_classes
-        Number of object classes K (background excluded). K = 1 gives one logit (sigmoid);
-        K > 1 gives K + 1 logits (softmax over background and the K classes).
-    class_names
-        Names of the K object classes, in order (scribble value k + 1 is class k).
-    norm
-        ``"batch"`` (BatchNorm, eval mode at prediction) or ``"none"``.
-    scale
-        Working resolution: the network sees the image binned by this integer factor (block means,
-        :mod:`scribble_unet.image.binned`) and its probabilities are upsampled back
-        (:mod:`scribble_unet.inference.resample`). 1 is full resolution; larger objects train and
-        predict better (and faster) at a coarser one. Chosen by the trainer from the object size.
+    The fields, their defaults and bounds are those of :class:`~scribble_unet.config.ModelOptions`;
+    this class adds the sizes derived from them.
     """
-
-    depth: int = 2
-    width: int = 16
-    in_channels: int = 1
-    n_classes: int = 1
-    class_names: tuple[str, ...] = field(default_factory=lambda: ("object",))
-    norm: NormKind = "batch"
-    scale: int = 1
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.depth <= 6:
-            raise ScribbleUNetError(f"model depth must be between 1 and 6, got {self.depth}")
-        if self.width < 1:
-            raise ScribbleUNetError(f"model width must be positive, got {self.width}")
-        if self.in_channels < 1:
-            raise ScribbleUNetError(f"input channels must be positive, got {self.in_channels}")
-        if self.n_classes < 1:
-            raise ScribbleUNetError(f"number of classes must be positive, got {self.n_classes}")
-        names = tuple(self.class_names)
-        if len(names) != self.n_classes:
-            if len(names) == 0 or names == ("object",):
-                names = tuple(f"class{k + 1}" for k in range(self.n_classes)) if self.n_classes > 1 else ("object",)
-            else:
-                raise ScribbleUNetError(
-                    f"{len(names)} class names given for {self.n_classes} classes: {', '.join(names)}"
-                )
-        object.__setattr__(self, "class_names", names)
-        if self.norm not in ("batch", "none"):
-            raise ScribbleUNetError(f"norm must be 'batch' or 'none', got {self.norm!r}")
-        if not isinstance(self.scale, int) or isinstance(self.scale, bool) or not 1 <= self.scale <= 64:
-            raise ScribbleUNetError(f"working-resolution scale must be a whole number from 1 to 64, got {self.scale!r}")
 
     @property
     def out_channels(self) -> int:
@@ -104,21 +50,17 @@ class ModelConfig:
         return required_halo(self.depth)
 
     def to_json(self) -> str:
-        d = asdict(self)
-        d["class_names"] = list(self.class_names)
-        if self.scale == 1:
+        d = self.model_dump(mode="json")
+        if d.get("scale") == 1:
             del d["scale"]  # full resolution: the header (and the model token) of earlier versions
         return json.dumps(d, sort_keys=True)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
-        known = {"depth", "width", "in_channels", "n_classes", "class_names", "norm", "scale"}
+        known = set(cls.model_fields)
         unknown = set(d) - known
         if unknown:
             raise ScribbleUNetError(f"unknown model config keys: {', '.join(sorted(unknown))}")
-        d = dict(d)
-        if "class_names" in d:
-            d["class_names"] = tuple(d["class_names"])
         return cls(**d)
 
 

@@ -19,19 +19,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-WEIGHT_MIN = 0.1
-WEIGHT_MAX = 10.0
+from ..config import WEIGHT_MAX, WEIGHT_MIN, ClassWeighting, LossKind
+
 POS_WEIGHT_MIN = 0.01
 POS_WEIGHT_MAX = 100.0
 
-ClassWeighting = Literal["inverse", "median", "none"]
-LossKind = Literal["ce", "focal"]
 
 
 # ---------------------------------------------------------------------- weights from counts

@@ -28,13 +28,14 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
 
+from ..config import TrainOptions
 from ..errors import ScribbleUNetError
 from ..image import ImageSource, open_image
 from ..image.binned import BinnedLabels, BinnedSource
@@ -43,185 +44,21 @@ from ..model.normalize import Normalization, compute_normalization
 from ..model.unet import ModelConfig, UNet, build_model
 from .infer import predict_window, values_from_probabilities
 from .labels import LabelIndex, Region, StrokeSplit, split_strokes
-from .losses import WEIGHT_MAX, WEIGHT_MIN, ClassWeighting, LossConfig, LossKind, ScribbleLoss
+from .losses import LossConfig, ScribbleLoss
 from .sampler import Augment, TileSampler, check_tile, field_of_view
 from .scale import ScaleChoice, estimate_diameter, scale_for_diameter
 
-DeviceName = Literal["auto", "cpu", "cuda", "mps"]
 FinishReason = Literal["steps", "time", "stopped"]
 
 
 # ---------------------------------------------------------------------- configuration
-@dataclass(frozen=True)
-class TrainConfig:
-    """Options of a training run; shared by the CLI and the napari widget.
+class TrainConfig(TrainOptions):
+    """Options of a training run; shared by the CLI, the napari widget and the checkpoint header.
 
-    Parameters
-    ----------
-    steps
-        Number of optimisation steps; None for no step limit (then ``time_budget`` or :meth:`Trainer.stop`
-        ends the run).
-    time_budget
-        Wall-clock seconds of training (validation and checkpoints included, pauses excluded), or None. With ``steps`` too, whichever is
-        reached first ends the run.
-    tile
-        Side of the square training tiles (px), rounded up to a multiple of ``2**depth``; it must cover
-        the network's field of view. None picks the smallest such side that is at least 64.
-    batch_size
-        Tiles per step.
-    lr
-        Peak learning rate of the Adam optimiser.
-    lr_schedule
-        ``"cosine"``: a linear warm-up over the first ``warmup_steps`` steps, then cosine decay to
-        zero at the end of the run, where progress is the larger of ``step / steps`` and
-        ``elapsed / time_budget`` (so it also works with a time budget alone); constant when the run
-        has neither limit. ``"constant"``: ``lr`` throughout (after the warm-up).
-    warmup_steps
-        Steps of linear learning-rate warm-up (0 for none).
-    weight_decay
-        Decoupled weight decay (AdamW).
-    batchnorm
-        How BatchNorm layers (models with ``norm="batch"``) train. ``"frozen"``: they keep their running
-        statistics (identity for a fresh model, the initial model's when fine-tuning) and only learn
-        their scale and shift, so training computes exactly the function that prediction computes.
-        ``"batch"``: the usual batch statistics in training, running averages at prediction; with sparse
-        scribbles, small batches and images whose background is nearly flat, the two differ enough
-        to hurt (see ``docs/quality.md``).
-    fg_share
-        Share of tiles centred on object pixels (the rest on background pixels).
-    val_share
-        Share of the strokes of each label value held out for validation (whole strokes; at least one
-        stroke per value is kept for training). 0 disables validation.
-    flips, rot90
-        Random flips and 90-degree rotations of the tiles.
-    intensity_jitter
-        Amplitude of the random per-channel gain/offset on the normalised image (0 disables it).
-    elastic
-        Elastic deformation of the tiles (U-Net paper style).
-    elastic_sigma
-        Standard deviation (px) of the elastic displacements.
-    noise
-        Largest standard deviation of the Gaussian noise added to the normalised tiles (each tile draws
-        its own level in ``[0, noise]``; 0 disables it). With a few hundred labelled pixels a network
-        can learn the noise pattern around them by heart; fresh noise every time prevents that.
-    loss
-        ``"ce"`` (BCE with ``pos_weight`` for one class, class-weighted cross-entropy for several) or
-        ``"focal"``.
-    dice_weight
-        Weight of an added soft Dice term on labelled pixels (0 = none).
-    focal_gamma
-        Focusing parameter of the focal loss.
-    class_weighting
-        ``"inverse"``, ``"median"`` (frequency) or ``"none"``: class weights for several classes.
-    weight_clip
-        Range the class weights are clipped to.
-    seed
-        Seed of the model initialisation, the tile sampling, the augmentations and the split.
-    validate_every
-        Validate every this many steps (0: only at the end).
-    checkpoint_every
-        Write the model to ``out`` every this many steps (0: only at the end).
-    device
-        ``"auto"`` (CUDA, else Apple MPS, else CPU), ``"cpu"``, ``"cuda"`` or ``"mps"``.
-    prefetch
-        Batches read and augmented ahead of the step on a background thread (0: read in the step).
-        The thread draws from the run's random generator in order, so runs stay reproducible.
-    object_diameter
-        Typical object diameter in pixels, if the user knows it; None estimates it from the image
-        under the object strokes (:mod:`.scale`).
-    scale
-        Working resolution (the image binned by this factor); None chooses it from the object
-        diameter so that objects span about half the network's field of view. Fine-tuning keeps the
-        initial model's.
+    The fields, their defaults, bounds and meanings are those of
+    :class:`~scribble_unet.config.TrainOptions`; this class adds the sampler's and the loss's views
+    of them.
     """
-
-    steps: int | None = 500
-    time_budget: float | None = None
-    tile: int | None = None
-    batch_size: int = 4
-    lr: float = 1e-3
-    lr_schedule: Literal["cosine", "constant"] = "cosine"
-    warmup_steps: int = 20
-    weight_decay: float = 0.0
-    batchnorm: Literal["frozen", "batch"] = "frozen"
-    fg_share: float = 0.5
-    val_share: float = 0.2
-    flips: bool = True
-    rot90: bool = True
-    intensity_jitter: float = 0.1
-    elastic: bool = False
-    elastic_sigma: float = 10.0
-    noise: float = 0.1
-    loss: LossKind = "ce"
-    dice_weight: float = 0.0
-    focal_gamma: float = 2.0
-    class_weighting: ClassWeighting = "inverse"
-    weight_clip: tuple[float, float] = (WEIGHT_MIN, WEIGHT_MAX)
-    seed: int = 0
-    validate_every: int = 100
-    checkpoint_every: int = 0
-    device: DeviceName = "auto"
-    prefetch: int = 2
-    object_diameter: float | None = None
-    scale: int | None = None
-
-    def __post_init__(self) -> None:
-        def fail(msg: str) -> None:
-            raise ScribbleUNetError(msg)
-
-        if self.steps is not None and (int(self.steps) != self.steps or self.steps <= 0):
-            fail(f"steps must be a positive whole number, got {self.steps}")
-        if self.time_budget is not None and not (self.time_budget > 0 and math.isfinite(self.time_budget)):
-            fail(f"time budget must be a positive number of seconds, got {self.time_budget}")
-        if self.tile is not None and self.tile <= 0:
-            fail(f"tile size must be positive, got {self.tile}")
-        if self.batch_size < 1:
-            fail(f"batch size must be at least 1, got {self.batch_size}")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            fail(f"learning rate must be positive, got {self.lr}")
-        if self.lr_schedule not in ("cosine", "constant"):
-            fail(f"learning-rate schedule must be 'cosine' or 'constant', got {self.lr_schedule!r}")
-        if self.warmup_steps < 0:
-            fail(f"warmup steps must be >= 0, got {self.warmup_steps}")
-        if self.batchnorm not in ("frozen", "batch"):
-            fail(f"batchnorm must be 'frozen' or 'batch', got {self.batchnorm!r}")
-        if self.weight_decay < 0:
-            fail(f"weight decay must be >= 0, got {self.weight_decay}")
-        if not 0.0 <= self.fg_share <= 1.0:
-            fail(f"foreground share must be between 0 and 1, got {self.fg_share}")
-        if not 0.0 <= self.val_share < 1.0:
-            fail(f"validation share must be in [0, 1), got {self.val_share}")
-        if self.intensity_jitter < 0:
-            fail(f"intensity jitter must be >= 0, got {self.intensity_jitter}")
-        if self.elastic_sigma < 0:
-            fail(f"elastic sigma must be >= 0, got {self.elastic_sigma}")
-        if self.loss not in ("ce", "focal"):
-            fail(f"loss must be 'ce' or 'focal', got {self.loss!r}")
-        if self.dice_weight < 0:
-            fail(f"Dice weight must be >= 0, got {self.dice_weight}")
-        if self.focal_gamma < 0:
-            fail(f"focal gamma must be >= 0, got {self.focal_gamma}")
-        if self.class_weighting not in ("inverse", "median", "none"):
-            fail(f"class weighting must be 'inverse', 'median' or 'none', got {self.class_weighting!r}")
-        lo, hi = self.weight_clip
-        if not 0 < lo <= hi:
-            fail(f"weight clip range must satisfy 0 < low <= high, got {self.weight_clip}")
-        if self.seed < 0:
-            fail(f"seed must be >= 0, got {self.seed}")
-        if self.validate_every < 0:
-            fail(f"validate_every must be >= 0, got {self.validate_every}")
-        if self.checkpoint_every < 0:
-            fail(f"checkpoint_every must be >= 0, got {self.checkpoint_every}")
-        if self.device not in ("auto", "cpu", "cuda", "mps"):
-            fail(f"device must be auto, cpu, cuda or mps, got {self.device!r}")
-        if self.prefetch < 0:
-            fail(f"prefetch must be >= 0 batches, got {self.prefetch}")
-        if self.object_diameter is not None and not (
-            math.isfinite(self.object_diameter) and 1 <= self.object_diameter <= 10_000
-        ):
-            fail(f"object diameter must be between 1 and 10000 px, got {self.object_diameter}")
-        if self.scale is not None and (int(self.scale) != self.scale or not 1 <= self.scale <= 64):
-            fail(f"working-resolution scale must be a whole number from 1 to 64, got {self.scale}")
 
     @property
     def augment(self) -> Augment:
@@ -361,7 +198,8 @@ def config_for_init(init: Checkpoint, class_names: Sequence[str] | None = None) 
     """The model configuration to fine-tune ``init``: its architecture, with ``class_names`` if given."""
     c = init.config
     names = tuple(class_names) if class_names else c.class_names
-    return ModelConfig(c.depth, c.width, c.in_channels, len(names), names, c.norm)
+    return ModelConfig(depth=c.depth, width=c.width, in_channels=c.in_channels, n_classes=len(names),
+                       class_names=names, norm=c.norm)
 
 
 def check_classes_painted(counts: dict[int, int], class_names: Sequence[str]) -> None:
@@ -478,7 +316,7 @@ class Trainer:
         check_classes_painted(index.counts, model_config.class_names)
         self.scale_choice = self._choose_scale(src, index, model_config, normalization)
         f = self.scale_choice.scale
-        self.model_config = model_config = replace(model_config, scale=f)
+        self.model_config = model_config = model_config.replace(scale=f)
         self.tile = check_tile(config.tile, model_config)
         if f > 1:  # everything below runs at the working resolution
             self.image: ImageSource = BinnedSource(src, f)
@@ -712,6 +550,7 @@ class Trainer:
             "object_diameter": None if self.scale_choice.diameter is None else round(self.scale_choice.diameter, 1),
             "scale_source": self.scale_choice.source,
             "new_head": self.new_head,
+            "train_config": self.config.model_dump(mode="json"),
         }
         return Checkpoint.from_model(self.model, self.normalization, notes)
 
