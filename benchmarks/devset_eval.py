@@ -13,7 +13,8 @@ Methods (``--methods``):
 
 * ``unet``: the project's U-Net trained on the strokes through the Python API exactly as
   ``benchmarks/quality.py`` does (``Trainer`` with the default ``TrainConfig`` / ``ModelConfig`` apart from
-  ``val_share=0``, ``validate_every=0``, ``device="cpu"``, the seed and the budget), then one whole-image
+  ``validate_every=0`` (the held-out strokes are scored once, at the end), ``device="cpu"``, the seed
+  and the budget; ``val_share`` stays at its default, as a user's run holds strokes out), then one whole-image
   prediction, foreground = probability > 0.5. ``--set key=value`` overrides any ``TrainConfig`` or
   ``ModelConfig`` field (``train.key=`` / ``model.key=`` when ambiguous); ``--variant-name`` labels the run.
 * ``ilastik``: an ilastik-style pixel classifier (ilastik's full default feature set, random forest with
@@ -38,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import dataclasses
 import json
 import os
 import platform
@@ -187,8 +187,8 @@ def parse_value(text: str) -> Any:
 
 def split_overrides(api: SimpleNamespace, sets: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
     """``key=value`` strings into (TrainConfig, ModelConfig) keyword overrides, by field name."""
-    train_f = {f.name for f in dataclasses.fields(api.TrainConfig)}
-    model_f = {f.name for f in dataclasses.fields(api.ModelConfig)}
+    train_f = set(api.TrainConfig.model_fields)  # pydantic models (scribble_unet.config)
+    model_f = set(api.ModelConfig.model_fields)
     train: dict[str, Any] = {}
     model: dict[str, Any] = {}
     for item in sets:
@@ -218,19 +218,21 @@ def split_overrides(api: SimpleNamespace, sets: list[str]) -> tuple[dict[str, An
 
 
 def train_unet(api: SimpleNamespace, image: np.ndarray, labels: np.ndarray, args: argparse.Namespace,
-               seed: int) -> tuple[np.ndarray, dict[str, Any]]:
+               seed: int, dense: bool = False) -> tuple[np.ndarray, dict[str, Any]]:
     """The project's U-Net on ``labels`` (as benchmarks/quality.py), then a whole-image prediction."""
     train_over, model_over = split_overrides(api, args.set)
     rgb = image.ndim == 3
     src = api.open_image(image, channel_axis=2) if rgb else api.open_image(image)
     model_kw: dict[str, Any] = {"in_channels": image.shape[2] if rgb else 1, **model_over}
     model_config = api.ModelConfig(**model_kw)
-    train_kw: dict[str, Any] = {"val_share": 0.0, "validate_every": 0, "seed": seed, "device": "cpu"}
+    train_kw: dict[str, Any] = {"validate_every": 0, "seed": seed, "device": "cpu"}
     if args.steps:
         train_kw.update(steps=args.steps, time_budget=None)
     else:
         train_kw.update(steps=None, time_budget=args.budget)
     train_kw.update(train_over)
+    if dense:
+        train_kw["val_share"] = 0.0  # every pixel is labelled: nothing to hold out
     config = api.TrainConfig(**train_kw)
     trainer = api.Trainer(src, labels, model_config, config)
     finished = None
@@ -247,6 +249,12 @@ def train_unet(api: SimpleNamespace, image: np.ndarray, labels: np.ndarray, args
         "predict_s": round(time.perf_counter() - t0, 2),
         "tile": int(trainer.tile),
     }
+    val = (finished.checkpoint.training.get("val_iou") or {}).get("object")
+    stats["stroke_iou"] = None if val is None else round(float(val), 4)  # what train/the plot show
+    choice = getattr(trainer, "scale_choice", None)
+    if choice is not None:  # the working resolution the trainer chose, and from what
+        stats.update(work_scale=choice.scale, diameter_est=choice.diameter and round(choice.diameter, 1),
+                     diameter_source=choice.source)
     return probs[0] > 0.5, stats
 
 
@@ -552,7 +560,7 @@ def main(argv: list[str] | None = None) -> int:
                 if method == "unet":
                     pred, st = train_unet(api, image, scr, args, seed)
                 elif method == "dense":
-                    pred, st = train_unet(api, image, (1 + truth).astype(np.uint8), args, seed)
+                    pred, st = train_unet(api, image, (1 + truth).astype(np.uint8), args, seed, dense=True)
                 elif method == "ilastik":
                     pred, st = run_ilastik(image, scr, seed, threads)
                 else:

@@ -215,8 +215,10 @@ class TrainOptions(Options):
     dice_weight: float = option(0.0, "Weight of an added soft Dice term on labelled pixels (0 for none).",
                                 label="Dice weight", ge=0)
     focal_gamma: float = option(2.0, "Focusing parameter of the focal loss.", label="focal gamma", ge=0)
-    class_weighting: ClassWeighting = option("inverse", "Class weights for several classes: 'inverse' or "
-                                                        "'median' frequency, or 'none'.",
+    class_weighting: ClassWeighting = option("inverse", "Loss weights from the labelled pixel counts of the "
+                                                        "whole label set: 'inverse' or 'median' frequency "
+                                                        "(one class: pos_weight = background / object "
+                                                        "pixels), or 'none'.",
                                              label="class weighting")
     weight_clip: tuple[float, float] = option((WEIGHT_MIN, WEIGHT_MAX), "Range the class weights are "
                                                                         "clipped to.",

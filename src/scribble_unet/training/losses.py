@@ -265,7 +265,8 @@ class ScribbleLoss:
     def set_counts(self, counts: Mapping[int, int]) -> None:
         """Recompute ``pos_weight`` (K = 1) or the class weights (K > 1) from label counts."""
         if self.n_classes == 1:
-            self.pos_weight = pos_weight_from_counts(counts)
+            # "none" turns the binary pos_weight off too (the sampler's fg_share still balances tiles)
+            self.pos_weight = 1.0 if self.config.class_weighting == "none" else pos_weight_from_counts(counts)
         else:
             self.class_weights = class_weights_from_counts(
                 counts, self.n_classes, self.config.class_weighting, self.config.weight_clip
