@@ -16,6 +16,7 @@ from typing import NoReturn
 from ..config import ModelOptions
 from ..errors import ScribbleUNetError
 from .argtypes import non_negative_int as _non_negative_int
+from .argtypes import positive_float as _positive_float
 from .argtypes import positive_int as _positive_int
 from .options import add_options, given
 
@@ -53,9 +54,10 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from ..model.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(args.model)
-    image = open_image(args.image, channel_axis=args.channel_axis)
     if args.workers is not None and args.scheduler:
         raise ScribbleUNetError("give either --workers or --scheduler, not both")
+    diameter = _instance_diameter(args, ckpt.training)  # checked before the long prediction
+    image = open_image(args.image, channel_axis=args.channel_axis)
     res = predict_to_zarr(
         ckpt, image, args.out, tile=args.tile, probabilities=args.probabilities, workers=args.workers,
         scheduler=args.scheduler, threads=args.threads, nan_policy=args.nan_policy, device=args.device,
@@ -67,7 +69,39 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         print(f"resumed: {res.skipped} of {res.n_chunks} chunks were already done", file=sys.stderr)
     print(f"wrote {res.path} (mask at {res.path}/labels/mask"
           + (f", probabilities at {res.path}/probabilities" if args.probabilities else "") + ")")
+    if args.instances and "cancelled" not in res.notes:
+        _write_instances(args, res.path, diameter)
     return 0
+
+
+# --- instance labels (issue 9): a pass after the mask, see docs/instances.md ---------------------
+
+
+def _instance_diameter(args: argparse.Namespace, training: dict[str, object]) -> float | None:
+    """The object diameter the split uses: --object-diameter, else the one the model was trained with."""
+    if not args.instances:
+        if args.no_split or args.object_diameter is not None:
+            raise ScribbleUNetError("--no-split and --object-diameter go with --instances")
+        return None
+    if args.no_split:
+        return None
+    if args.object_diameter is not None:
+        return float(args.object_diameter)
+    known = training.get("object_diameter") if isinstance(training, dict) else None
+    if isinstance(known, (int, float)) and known >= 1:
+        return float(known)
+    raise ScribbleUNetError("--instances splits touching objects by their size: give --object-diameter PX "
+                            "(the model does not record one), or --no-split")
+
+
+def _write_instances(args: argparse.Namespace, out: str, diameter: float | None) -> None:
+    from ..export.instances import instances_to_zarr
+
+    res = instances_to_zarr(out, split=diameter is not None, object_diameter=diameter,
+                            threads=args.threads, progress=not args.quiet)
+    for note in res.notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(f"wrote {res.n_objects} instances at {res.path}")
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
@@ -141,6 +175,14 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     pr.add_argument("--overwrite", action="store_true", help="replace an existing output")
     pr.add_argument("--quiet", action="store_true", help="no progress bar")
+    pr.add_argument("--instances", action="store_true",
+                    help="also write instance labels (labels/instances): connected objects, touching ones "
+                         "split by a distance-transform watershed, exact across chunks")
+    pr.add_argument("--no-split", action="store_true",
+                    help="with --instances: connected regions only, no watershed split")
+    pr.add_argument("--object-diameter", type=_positive_float, default=None, metavar="PX",
+                    help="with --instances: typical object diameter in px for the split "
+                         "(default: the one the model was trained with)")
     pr.set_defaults(func=_cmd_predict)
 
     c = sub.add_parser("convert", help="convert a TIFF (or any readable image) to an OME-Zarr pyramid")
