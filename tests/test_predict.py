@@ -126,7 +126,7 @@ def test_chunk_flag_written_after_data(tmp_path, monkeypatch) -> None:
         raise OSError("disk full")
 
     monkeypatch.setattr(export_mod, "probabilities_to_mask", boom)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(ScribbleUNetError, match="disk full; finished chunks are kept"):
         predict_to_zarr(ckpt, img, out, tile=32, progress=False, device="cpu")
     assert int(zarr.open_group(out, mode="r")["progress"][...].sum()) == 0
     monkeypatch.setattr(export_mod, "probabilities_to_mask", real)

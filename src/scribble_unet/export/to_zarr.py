@@ -461,6 +461,10 @@ def _predict_locked(
             finally:
                 pool.shutdown(wait=True, cancel_futures=True)
                 torch.set_num_threads(torch_threads)
+    except OSError as err:  # a full disk, a lost permission: finished chunks stay flagged for a rerun
+        raise ScribbleUNetError(
+            f"cannot write {out}: {describe_os_error(err)}; finished chunks are kept and a rerun resumes"
+        ) from err
     finally:
         if bar is not None:
             bar.close()

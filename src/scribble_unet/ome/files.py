@@ -163,6 +163,12 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | Callable[[Path], No
             raise ScribbleUNetError(
                 f"cannot write {label}: {describe_os_error(err)}; the previous file (if any) is intact"
             ) from err
+        if isinstance(err, Exception) and callable(data) and not isinstance(err, ScribbleUNetError):
+            # a library's own error type (safetensors raises SafetensorError on a full disk)
+            text = " ".join(str(err).split())[:160]
+            raise ScribbleUNetError(
+                f"cannot write {label}: {text}; the previous file (if any) is intact"
+            ) from err
         raise
     fsync_dir(path.parent)
     return path
