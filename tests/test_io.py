@@ -486,11 +486,11 @@ def test_convert_overwrite_and_unwritable(tmp_path: Path) -> None:
         convert_to_ome_zarr(a, out, chunk=16, progress=False)
     convert_to_ome_zarr(a * 2, out, chunk=16, progress=False, overwrite=True)
     np.testing.assert_array_equal(open_image(out).read(0, 40, 0, 30)[0], a * 2)
-    # overwrite=True never deletes something that is not a zarr store.
+    # overwrite=True never deletes something scribble-unet did not write.
     keep = tmp_path / "precious"
     keep.mkdir()
     (keep / "thesis.txt").write_text("years of work")
-    with pytest.raises(ScribbleUNetError, match=r"not a zarr store; refusing to delete it"):
+    with pytest.raises(ScribbleUNetError, match=r"not a scribble-unet output"):
         convert_to_ome_zarr(a, keep, progress=False, overwrite=True)
     assert (keep / "thesis.txt").exists()
     # A file where a folder should be: the output cannot be created.

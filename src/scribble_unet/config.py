@@ -32,6 +32,8 @@ ClassWeighting = Literal["inverse", "median", "none"]
 
 WEIGHT_MIN = 0.1
 """Smallest class weight (several classes): a class with many labelled pixels keeps some say."""
+MAX_BOTTLENECK_CHANNELS = 2048
+"""Largest channel count of the U-Net's deepest level (width x 2^depth): about 300 MB of weights."""
 WEIGHT_MAX = 10.0
 """Largest class weight: a class with a handful of labelled pixels does not swamp the loss."""
 
@@ -138,12 +140,14 @@ class ModelOptions(Options):
     depth: int = option(2, "Number of pooling steps of the U-Net. Tile origins lie on multiples of 2^depth. "
                            "2 (field of view 47 px) suits nuclei-sized objects; 3 or 4 larger ones.",
                         label="model depth", ge=1, le=6)
-    width: int = option(16, "Feature channels of the first level; each level below doubles it.",
-                        label="model width", gt=0)
-    in_channels: int = option(1, "Channels of the input image.", label="input channels", gt=0)
+    width: int = option(16, "Feature channels of the first level; each level below doubles it "
+                            "(width x 2^depth is at most 2048, which bounds the memory of the network).",
+                        label="model width", must="a whole number from 1 to 512", ge=1, le=512)
+    in_channels: int = option(1, "Channels of the input image.", label="input channels",
+                              must="a whole number from 1 to 256", ge=1, le=256)
     n_classes: int = option(1, "Number of object classes K (background excluded). K = 1 gives one logit "
                                "(sigmoid); K > 1 gives K + 1 logits (softmax over background and classes).",
-                            label="number of classes", gt=0)
+                            label="number of classes", must="a whole number from 1 to 1000", ge=1, le=1000)
     class_names: tuple[str, ...] = option(("object",), "Names of the K object classes, in order "
                                                        "(scribble value k + 1 is class k).")
     norm: NormKind = option("batch", "Normalisation layers: 'batch' (BatchNorm, fixed at prediction) "
@@ -153,6 +157,18 @@ class ModelOptions(Options):
                            "trainer picks a coarser one for large objects.",
                         label="working-resolution scale", must="a whole number from 1 to 64", ge=1, le=64)
 
+    @model_validator(mode="after")
+    def _check_size(self) -> ModelOptions:
+        """The deepest level's channels bound the network's memory: a header cannot ask for gigabytes."""
+        if self.width * 2**self.depth > MAX_BOTTLENECK_CHANNELS:
+            raise ValueError(
+                f"model width x 2^depth must be at most {MAX_BOTTLENECK_CHANNELS}, got {self.width} x "
+                f"2^{self.depth} = {self.width * 2**self.depth}"
+            )
+        if any(len(n) > 200 for n in self.class_names):
+            raise ValueError("class names must be at most 200 characters long")
+        return self
+
     @model_validator(mode="before")
     @classmethod
     def _default_class_names(cls, data: Any) -> Any:
@@ -160,12 +176,16 @@ class ModelOptions(Options):
         if not isinstance(data, dict):
             return data
         n = data.get("n_classes", 1)
-        names = tuple(data.get("class_names", ("object",)))
-        if isinstance(n, int) and n >= 1 and len(names) != n:
+        given_names = data.get("class_names", ("object",))
+        if not isinstance(given_names, (list, tuple)):
+            return data  # the field's own check refuses it in one line
+        names = tuple(given_names)
+        if isinstance(n, int) and 1 <= n <= 1000 and len(names) != n:
             if len(names) == 0 or names == ("object",):
                 names = tuple(f"class{k + 1}" for k in range(n)) if n > 1 else ("object",)
             else:
-                raise ValueError(f"{len(names)} class names given for {n} classes: {', '.join(names)}")
+                listed = ", ".join(str(x) for x in names[:5]) + (", ..." if len(names) > 5 else "")
+                raise ValueError(f"{len(names)} class names given for {n} classes: {listed[:300]}")
         return {**data, "class_names": names}
 
 

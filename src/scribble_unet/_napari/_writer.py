@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
-import shutil
 from typing import Any
 
 import numpy as np
 
 from ..errors import ScribbleUNetError
 from ..ome import ngff
+from ..ome.files import describe_os_error
+from ..ome.output import claim_output
 
 
 def _pyramid_levels(data: Any, chunk: int) -> list[Any]:
@@ -38,7 +39,9 @@ def write_label_image(
     Parameters
     ----------
     path
-        The OME-Zarr group to write (created, or replaced when ``overwrite``).
+        The OME-Zarr group to write: created, or, when ``overwrite``, an earlier label image written
+        here replaced. Nothing this writer did not write is ever deleted (see
+        :mod:`scribble_unet.ome.output`): an existing folder without its marker is refused.
     data
         A 2D numpy, dask or zarr array; written chunk by chunk.
     class_names
@@ -52,24 +55,31 @@ def write_label_image(
         raise ScribbleUNetError(f"only 2D label images can be saved, this one has shape {tuple(data.shape)}")
     if not np.issubdtype(np.dtype(data.dtype), np.integer):
         raise ScribbleUNetError(f"labels must be integers, not {data.dtype}")
-    if os.path.exists(path):
-        if not overwrite:
-            raise ScribbleUNetError(f"{path} exists; choose another name")
-        shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+    name = name.replace("/", "_").replace("\\", "_").strip(".") or "labels"
     levels = _pyramid_levels(data, chunk)
-    root = zarr.open_group(path, mode="w", zarr_format=2)
-    labels = root.create_group("labels")
-    labels.attrs["labels"] = [name]
-    group = labels.create_group(name)
-    for i, lvl in enumerate(levels):
-        arr = group.create_array(str(i), shape=lvl.shape, chunks=(chunk, chunk), dtype=lvl.dtype,
-                                 fill_value=0)
-        da.store(lvl, arr, lock=False, scheduler="threads")
-    group.attrs["multiscales"] = ngff.multiscales(name, "yx", len(levels))
-    if class_names is None:
-        top = int(levels[-1].max().compute())
-        class_names = [f"class{k}" for k in range(1, max(1, top) + 1)]
-    group.attrs["image-label"] = ngff.image_label(class_names)
+    # the ownership rule of the core: only an earlier label image written here is replaced, and only
+    # what it wrote; any other folder, file, scribble store or image is refused, never deleted
+    with claim_output(path, "labels", create_parents=True) as claim:
+        if claim.marker is not None and not overwrite:
+            raise ScribbleUNetError(f"{path} exists; choose another name")
+        claim.clear()
+        claim.begin({"name": name}, [f"labels/{name}"], ["labels", ""])
+        try:
+            root = zarr.open_group(path, mode="a", zarr_format=2)
+            labels = root.require_group("labels")
+            labels.attrs["labels"] = [name]
+            group = labels.create_group(name, overwrite=True)
+            for i, lvl in enumerate(levels):
+                arr = group.create_array(str(i), shape=lvl.shape, chunks=(chunk, chunk), dtype=lvl.dtype,
+                                         fill_value=0)
+                da.store(lvl, arr, lock=False, scheduler="threads")
+            group.attrs["multiscales"] = ngff.multiscales(name, "yx", len(levels))
+            if class_names is None:
+                top = int(levels[-1].max().compute())
+                class_names = [f"class{k}" for k in range(1, max(1, top) + 1)]
+            group.attrs["image-label"] = ngff.image_label(class_names)
+        except OSError as err:
+            raise ScribbleUNetError(f"cannot write {path}: {describe_os_error(err)}") from err
     return path
 
 

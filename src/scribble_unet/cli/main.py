@@ -204,16 +204,26 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+MAX_ERROR_CHARS = 400
+"""An error line is one line of at most this many characters, whatever a file made it say."""
+
+
+def _capped(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 3] + "..."
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except ScribbleUNetError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {_capped(str(e))}", file=sys.stderr)
         return 2
     except OSError as e:  # a disk full, a permission lost mid-run: still one line, no traceback
-        print(f"error: {e.strerror or e} ({e.filename})" if e.filename else f"error: {e}", file=sys.stderr)
+        text = f"{e.strerror or e} ({e.filename})" if e.filename else str(e)
+        print(f"error: {_capped(text)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; finished chunks are kept and a rerun resumes", file=sys.stderr)

@@ -50,6 +50,10 @@ class ArraySource(ImageSource):
         self.dtype = np.dtype(array.dtype)
         if not (np.issubdtype(self.dtype, np.number) or self.dtype == np.bool_):
             raise InputImageError(f"image pixels are {self.dtype}, not numbers")
+        if np.issubdtype(self.dtype, np.complexfloating):
+            raise InputImageError(
+                f"image pixels are complex ({self.dtype}); save the magnitude, phase or real part as the image"
+            )
         self.name = name
 
     def read(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +29,8 @@ import numpy as np
 
 from ..errors import ScribbleUNetError
 from ..ome import ngff
+from ..ome.files import atomic_write_json, describe_os_error
+from ..ome.output import claim_output
 from .open import open_image
 from .source import ImageSource
 
@@ -37,9 +38,6 @@ __all__ = ["COMPLETE_ATTR", "convert_to_ome_zarr", "downsample2", "pyramid_shape
 
 #: Root attribute of a converted image: ``{"complete": bool}`` (plus the source it came from).
 COMPLETE_ATTR = "scribble_unet"
-
-_ZARR_MARKERS = ("zarr.json", ".zarray", ".zgroup", ".zattrs")
-
 
 def convert_to_ome_zarr(
     src: Any,
@@ -72,7 +70,9 @@ def convert_to_ome_zarr(
     progress
         Show a tqdm progress bar on stderr.
     overwrite
-        Replace an existing ``out``. Only a zarr store (or an empty folder) is ever deleted.
+        Replace an earlier conversion at ``out``. Only what a conversion wrote is removed (the marker
+        rule of :mod:`scribble_unet.ome.output`): a folder without scribble-unet's marker, a
+        prediction, or a file of the user's inside the folder is never deleted.
 
     Returns
     -------
@@ -90,9 +90,6 @@ def convert_to_ome_zarr(
     Grayscale images (one channel) are written 2D with axes ``"yx"``; others as ``"cyx"``. The root
     attribute ``"scribble_unet": {"complete": bool}`` is ``false`` while writing and ``true`` once done.
     """
-    import zarr
-    from tqdm import tqdm
-
     if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1:
         raise ScribbleUNetError(f"chunk must be a positive integer, got {chunk!r}")
     chunk = int(chunk)
@@ -100,20 +97,30 @@ def convert_to_ome_zarr(
     if isinstance(src, (str, os.PathLike)) and _same_or_inside(out, Path(src).expanduser()):
         raise ScribbleUNetError(f"output {out} would overwrite its own input {src}")
     source = open_image(src, channel_axis=channel_axis)
-    _prepare_output(out, overwrite)
+    src_path = Path(src).expanduser() if isinstance(src, (str, os.PathLike)) else None
+    shapes = pyramid_shapes(source.shape_yx, chunk)
+    with claim_output(out, "image", protect=[("input image", src_path)], create_parents=True) as claim:
+        if claim.marker is not None and not overwrite:
+            raise ScribbleUNetError(f"{out} already exists; pass overwrite=True (--overwrite) to replace it")
+        claim.clear()  # only what an earlier conversion wrote
+        claim.begin({"source": _describe(src)}, [str(level) for level in range(len(shapes))], [""])
+        _write_levels(source, src, out, shapes, chunk, progress)
+    return out
+
+
+def _write_levels(source: ImageSource, src: Any, out: Path, shapes: list[tuple[int, int]], chunk: int,
+                  progress: bool) -> None:
+    import zarr
+    from tqdm import tqdm
 
     grayscale = source.n_channels == 1
-    shapes = pyramid_shapes(source.shape_yx, chunk)
+    attrs = {
+        "multiscales": ngff.multiscales(source.name, "yx" if grayscale else "cyx", len(shapes)),
+        COMPLETE_ATTR: {"complete": False, "source": _describe(src)},
+    }
     try:
-        root = zarr.open_group(store=str(out), mode="w-", zarr_format=2)
-        root.attrs.update(
-            {
-                "multiscales": ngff.multiscales(
-                    source.name, "yx" if grayscale else "cyx", len(shapes)
-                ),
-                COMPLETE_ATTR: {"complete": False, "source": _describe(src)},
-            }
-        )
+        root = zarr.open_group(store=str(out), mode="a", zarr_format=2)
+        atomic_write_json(out / ".zattrs", attrs, what=f"the attributes of {out}")
         arrays = []
         for level, (h, w) in enumerate(shapes):
             shape = (h, w) if grayscale else (source.n_channels, h, w)
@@ -127,10 +134,11 @@ def convert_to_ome_zarr(
                     fill_value=0,
                     # NGFF 0.4 requires "/" between chunk indices in zarr format 2.
                     chunk_key_encoding={"name": "v2", "separator": "/"},
+                    overwrite=True,
                 )
             )
     except OSError as err:
-        raise ScribbleUNetError(f"cannot write {out}: {err.strerror or err}") from err
+        raise ScribbleUNetError(f"cannot write {out}: {describe_os_error(err)}") from err
 
     n_tiles = sum(1 for _ in _windows(source.shape_yx, _level0_window(source, chunk)))
     n_tiles += sum(sum(1 for _ in _windows(s, (chunk, chunk))) for s in shapes[1:])
@@ -146,12 +154,12 @@ def convert_to_ome_zarr(
             _copy_level0(source, arrays[0], grayscale, chunk, bar)
             for level in range(1, len(shapes)):
                 _downsample_level(arrays[level - 1], arrays[level], grayscale, chunk, bar)
-        root.attrs[COMPLETE_ATTR] = {"complete": True, "source": _describe(src)}
+        attrs[COMPLETE_ATTR] = {"complete": True, "source": _describe(src)}
+        atomic_write_json(out / ".zattrs", attrs, what=f"the attributes of {out}")
     except OSError as err:
         raise ScribbleUNetError(
-            f"writing {out} failed ({err.strerror or err}); it is left marked incomplete"
+            f"writing {out} failed ({describe_os_error(err)}); it is left marked incomplete"
         ) from err
-    return out
 
 
 def pyramid_shapes(shape_yx: tuple[int, int], chunk: int) -> list[tuple[int, int]]:
@@ -191,35 +199,6 @@ def downsample2(block: np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------------
-
-
-def _prepare_output(out: Path, overwrite: bool) -> None:
-    if out.exists() or out.is_symlink():
-        if not overwrite:
-            raise ScribbleUNetError(
-                f"{out} already exists; pass overwrite=True (--overwrite) to replace it"
-            )
-        looks_like_zarr = out.is_dir() and (
-            not any(out.iterdir()) or any((out / m).exists() for m in _ZARR_MARKERS)
-        )
-        if not looks_like_zarr:
-            # Guard against a mistyped path deleting a folder or file that is not ours to delete.
-            raise ScribbleUNetError(
-                f"{out} exists and is not a zarr store; refusing to delete it, choose another output path"
-            )
-        try:
-            shutil.rmtree(out)
-        except OSError as err:
-            raise ScribbleUNetError(
-                f"cannot remove the existing {out}: {err.strerror or err}"
-            ) from err
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.mkdir()
-    except OSError as err:
-        raise ScribbleUNetError(f"cannot write {out}: {err.strerror or err}") from err
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise ScribbleUNetError(f"cannot write {out}: permission denied")
 
 
 def _same_or_inside(out: Path, src: Path) -> bool:

@@ -142,6 +142,10 @@ class StoredSource(ImageSource):
         dtype = np.dtype(arrays[0].dtype)
         if not (np.issubdtype(dtype, np.number) or dtype == np.bool_):
             raise InputImageError(f"{where} has pixels of type {dtype}, not numbers")
+        if np.issubdtype(dtype, np.complexfloating):
+            raise InputImageError(
+                f"{where} has complex pixels ({dtype}); save the magnitude, phase or real part as the image"
+            )
         layout = make_layout(axes, shape0, channel_axis, where)
         if 0 in shape0:
             raise InputImageError(f"{where} is empty (shape {shape0})")
@@ -175,7 +179,12 @@ class StoredSource(ImageSource):
 
     def _read_level(self, level: int, ys: slice, xs: slice, cs: slice = slice(None)) -> np.ndarray:
         arr = self._arrays()[level]
-        block = np.asarray(arr[self._layout.index(ys, xs, cs)])
+        try:
+            block = np.asarray(arr[self._layout.index(ys, xs, cs)])
+        except (InputImageError, MemoryError):
+            raise
+        except Exception as err:  # a truncated or corrupt chunk: name it, in one line
+            raise InputImageError(self._damaged(level, ys, xs, err)) from err
         out = np.ascontiguousarray(self._layout.to_cyx(block))
         # Big-endian files (some TIFFs) come back in file order; callers get native order.
         return out.astype(self.dtype, copy=False)
@@ -183,6 +192,24 @@ class StoredSource(ImageSource):
     def read(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
         self._check_window(y0, y1, x0, x1)
         return self._read_level(0, slice(y0, y1), slice(x0, x1))
+
+    def _damaged(self, level: int, ys: slice, xs: slice, err: BaseException) -> str:
+        """One line naming the stored chunk(s) that could not be read."""
+        chunks = self._level_chunks_yx[level] if hasattr(self, "_level_chunks_yx") else None
+        y0, x0 = ys.start or 0, xs.start or 0
+        y1 = ys.stop if ys.stop is not None else y0 + 1
+        x1 = xs.stop if xs.stop is not None else x0 + 1
+        if chunks:
+            cy, cx = chunks
+            iy0, iy1, ix0, ix1 = y0 // cy, (y1 - 1) // cy, x0 // cx, (x1 - 1) // cx
+            where = (f"chunk (y {iy0}, x {ix0})" if (iy0, ix0) == (iy1, ix1)
+                     else f"one of chunks y {iy0}-{iy1}, x {ix0}-{ix1}")
+            where += f" ({cy}x{cx} px)"
+        else:
+            where = "its data"
+        level_text = f" level {level}" if level else ""
+        return (f"{self.path}{level_text} is damaged: cannot read {where} for the window y {y0}:{y1}, "
+                f"x {x0}:{x1} ({type(err).__name__}: {one_line(err)[:120]})")
 
     def _dask_level(self, level: int) -> Any:
         import dask.array as da

@@ -79,15 +79,36 @@ class Project:
                 raise ScribbleUNetError(f"{meta_path} is damaged ({e}); move it away to start afresh") from e
             proj.class_names = list(meta.get("class_names") or ["object"])
             proj.model = meta.get("model")
+            if proj.model is not None:
+                proj.model = proj.check_model_path(proj.model)
             proj.image = meta.get("image")
         return proj
 
+    def check_model_path(self, model: Any) -> str:
+        """The model path of ``project.json``, relative to the project; one that leaves it is refused."""
+        if not isinstance(model, str) or not model:
+            raise ScribbleUNetError(f"{self.folder / PROJECT_FILE}: 'model' must be a file name in the project")
+        target = os.path.realpath(self.folder / model)
+        root = os.path.realpath(self.folder)
+        if os.path.isabs(model) or not target.startswith(root + os.sep):
+            raise ScribbleUNetError(
+                f"{self.folder / PROJECT_FILE} names the model {model[:200]!r}, which is outside the project "
+                "folder; a project's model must lie inside it (e.g. models/model.safetensors)"
+            )
+        return model
+
     def save(self) -> None:
-        """Write ``project.json`` (atomically)."""
-        meta = {"class_names": self.class_names, "model": self.model, "image": self.image}
-        tmp = self.folder / (PROJECT_FILE + ".tmp")
-        tmp.write_text(json.dumps(meta, indent=2))
-        os.replace(tmp, self.folder / PROJECT_FILE)
+        """Write ``project.json`` (atomically: temporary file, fsync, rename)."""
+        from ..ome.files import atomic_write_json
+
+        model = self.model
+        if model is not None:
+            try:
+                self.check_model_path(model)
+            except ScribbleUNetError:
+                model = None  # only a model inside the project is recorded (opening refuses any other)
+        meta = {"class_names": self.class_names, "model": model, "image": self.image}
+        atomic_write_json(self.folder / PROJECT_FILE, meta, what=str(self.folder / PROJECT_FILE))
 
     def open_scribbles(self, shape_yx: tuple[int, int]) -> Any:
         """The scribble store: a uint8 zarr array of ``shape_yx``, created empty when missing."""
@@ -107,7 +128,7 @@ class Project:
 
     def latest_checkpoint(self) -> Path | None:
         """The model recorded in ``project.json``, else the newest checkpoint in ``models/``."""
-        if self.model and (self.folder / self.model).exists():
+        if self.model and self.check_model_path(self.model) and (self.folder / self.model).exists():
             return self.folder / self.model
         files = sorted(self.models_dir.glob("*.safetensors"), key=lambda p: p.stat().st_mtime)
         return files[-1] if files else None
