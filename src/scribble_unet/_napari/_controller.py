@@ -164,7 +164,7 @@ class Controller:
             self.project.class_names = names
             self.project.save()
         self.scribbles.set_class_names(names)
-        self.prediction.color(len(self.class_names))
+        self.prediction.color(self.class_names)
         self.state.session.class_names = tuple(self.class_names)
 
     def _on_scribble_write(self, region: Box) -> None:
@@ -250,7 +250,7 @@ class Controller:
         if self.live is None:
             self.live = LivePrediction(self.source, tile=self.state.prediction.tile)
         if not self.prediction.shows(self.live):
-            added = self.prediction.show(self.live, self.source.shape_yx, self.placement, len(self.class_names))
+            added = self.prediction.show(self.live, self.source.shape_yx, self.placement, self.class_names)
             if added:
                 self.scribbles.raise_to_top()  # painting stays visible
         return self.live

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ..ome.ngff import class_colors
+from ..classes import LabelScheme
 from ..scribbles.project import ScribbleOverview, WriteThroughWindow
 from ..state.viewport import (
     Box,
@@ -111,7 +111,7 @@ class ScribbleLayers:
         else:
             self.layer = self.viewer.add_labels(
                 window, name=SCRIBBLE_LAYER, translate=placement.world(origin), scale=placement.scale,
-                metadata={"class_names": ["background", *class_names]}, opacity=0.8,
+                metadata={"class_names": LabelScheme(class_names).layer_names()}, opacity=0.8,
             )
             self.layer.brush_size = 5
             self.layer.selected_label = 2
@@ -144,7 +144,7 @@ class ScribbleLayers:
 
     def set_class_names(self, class_names: Sequence[str]) -> None:
         if self.layer is not None:
-            self.layer.metadata["class_names"] = ["background", *class_names]
+            self.layer.metadata["class_names"] = LabelScheme(class_names).layer_names()
 
     def follow(self, view: Box, placement: Placement) -> None:
         """Move the window to ``view`` when the view leaves it (and fits in one window)."""
@@ -200,7 +200,7 @@ class PredictionLayer:
         return (layer is not None and layer in self.viewer.layers
                 and layer.metadata.get("scribble_unet_live") is live)
 
-    def show(self, live: Any, shape: tuple[int, int], placement: Placement, n_classes: int) -> bool:
+    def show(self, live: Any, shape: tuple[int, int], placement: Placement, class_names: Sequence[str]) -> bool:
         """Show ``live``'s chunks; True if a layer was added (the caller may restack layers)."""
         levels_n = n_levels(shape)
         levels = live.levels(levels_n)
@@ -213,17 +213,17 @@ class PredictionLayer:
             data, name=PREDICTION_LAYER, multiscale=levels_n > 1, scale=placement.scale,
             translate=placement.world((0.0, 0.0)), opacity=0.5, metadata={"scribble_unet_live": live},
         )
-        self.color(n_classes)
+        self.color(class_names)
         return True
 
-    def color(self, n_classes: int) -> None:
+    def color(self, class_names: Sequence[str]) -> None:
         """Colour class k as in exported label images, distinct from the scribbles' colours."""
         if self.layer is None or self.layer not in self.viewer.layers:
             return
         from napari.utils.colormaps import DirectLabelColormap
 
         colors: dict[int | None, np.ndarray] = {
-            k + 1: np.asarray(c, float) / 255 for k, c in enumerate(class_colors(n_classes))
+            k: np.asarray(c, float) for k, c in LabelScheme(class_names).mask_colors().items()
         }
         colors[0] = np.zeros(4)
         colors[None] = np.array([1.0, 0.0, 1.0, 1.0])

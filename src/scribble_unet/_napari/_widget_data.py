@@ -17,6 +17,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ..classes import LabelScheme
 from ._base import Tab, alive
 from ._controller import Controller
 
@@ -89,9 +90,8 @@ class DataWidget(Tab):
             self._update_legend()
 
     def _update_legend(self) -> None:
-        names = self.controller.class_names
-        parts = ["0 erase", "1 background"] + [f"{k + 2} {n}" for k, n in enumerate(names)]
-        self.legend.setText("Paint labels: " + ", ".join(parts))
+        scheme = LabelScheme(self.controller.class_names)
+        self.legend.setText("Paint labels: " + scheme.describe(unlabelled="erase"))
 
     def class_names(self) -> list[str]:
         return [n.strip() for n in self.classes_edit.text().split(",") if n.strip()]

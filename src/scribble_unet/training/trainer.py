@@ -35,10 +35,12 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from ..classes import FIRST_CLASS, LabelScheme
 from ..config import TrainOptions
 from ..errors import ScribbleUNetError
 from ..image import ImageSource, open_image
 from ..image.binned import BinnedLabels, BinnedSource
+from ..inference.device import resolve_device
 from ..model.checkpoint import Checkpoint, check_model_path, save_checkpoint
 from ..model.normalize import Normalization, compute_normalization
 from ..model.unet import ModelConfig, UNet, build_model
@@ -177,23 +179,6 @@ class Prefetcher:
         self._thread.join(timeout=5)
 
 
-def resolve_device(name: str) -> torch.device:
-    """``"auto"``: CUDA when available, else Apple MPS, else CPU; explicit names must be available."""
-    mps = getattr(torch.backends, "mps", None)
-    mps_ok = bool(mps is not None and mps.is_available())
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        return torch.device("mps") if mps_ok else torch.device("cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ScribbleUNetError("device 'cuda' was asked for but no CUDA GPU is available; use --device auto or cpu")
-    if name == "mps" and not mps_ok:
-        raise ScribbleUNetError("device 'mps' was asked for but Apple MPS is not available; use --device auto or cpu")
-    if name not in ("cpu", "cuda", "mps"):
-        raise ScribbleUNetError(f"device must be auto, cpu, cuda or mps, got {name!r}")
-    return torch.device(name)
-
-
 def config_for_init(init: Checkpoint, class_names: Sequence[str] | None = None) -> ModelConfig:
     """The model configuration to fine-tune ``init``: its architecture, with ``class_names`` if given."""
     c = init.config
@@ -204,15 +189,14 @@ def config_for_init(init: Checkpoint, class_names: Sequence[str] | None = None) 
 
 def check_classes_painted(counts: dict[int, int], class_names: Sequence[str]) -> None:
     """Refuse label sets a model cannot learn from: nothing painted, or only one side painted."""
-    k = len(class_names)
-    objects = "value 2" if k == 1 else f"values 2..{k + 1}"
+    objects = LabelScheme(class_names).values_text()
     if not counts:
         raise ScribbleUNetError(
             f"the scribbles have no labelled pixel; paint some background (value 1) and some objects ({objects})"
         )
     if 1 not in counts:
         raise ScribbleUNetError("only objects are painted; paint some background (value 1) as well")
-    if not any(v >= 2 for v in counts):
+    if not any(v >= FIRST_CLASS for v in counts):
         raise ScribbleUNetError(f"only background is painted; paint some objects ({objects}) as well")
 
 
@@ -372,7 +356,7 @@ class Trainer:
         if cfg.object_diameter is not None:
             return ScaleChoice(scale_for_diameter(cfg.object_diameter, fov, src.shape_yx), cfg.object_diameter, "user")
         points = np.concatenate(
-            [index.coords(v) for v in sorted(index.counts) if v >= 2] or [np.zeros((0, 2), np.int64)]
+            [index.coords(v) for v in sorted(index.counts) if v >= FIRST_CLASS] or [np.zeros((0, 2), np.int64)]
         )
         norm = normalization or compute_normalization(src)
         d = estimate_diameter(src, norm, points, np.random.default_rng(cfg.seed))
@@ -482,10 +466,7 @@ class Trainer:
 
     def class_label_names(self) -> dict[int, str]:
         """Label value -> name: ``1 -> "background"``, ``k + 1 -> class_names[k - 1]``."""
-        names = {1: "background"}
-        for k, n in enumerate(self.model_config.class_names):
-            names[k + 2] = n
-        return names
+        return LabelScheme(self.model_config.class_names).names()
 
     def validate(self) -> ValidationEvent | None:
         """IoU and Dice per class on the held-out strokes (None when nothing is held out).
