@@ -83,7 +83,6 @@ def main() -> None:
     from qtpy.QtCore import QEventLoop, QTimer
 
     from scribble_unet._napari import open_demo_viewer
-    from scribble_unet._napari._controller import controller_for
     from scribble_unet.image.procedural import ProceduralSample
     from scribble_unet.inference.live import CachedMaskLevel
     from scribble_unet.model.checkpoint import Checkpoint
@@ -114,7 +113,7 @@ def main() -> None:
     t_open = time.perf_counter()
     viewer = open_demo_viewer(work, sample="large", show=True)
     viewer.window._qt_window.resize(1920 + 450, 1080 + 120)
-    ctrl = controller_for(viewer)
+    ctrl = viewer.window._dock_widgets["Scribble U-Net (napari-scribble-unet)"].widget().controller
     spin(1.0)
     open_s = time.perf_counter() - t_open
     h, w = ctrl.source.shape_yx
@@ -144,8 +143,8 @@ def main() -> None:
     painted = 0
     for i, (cy, cx) in enumerate(PLACES):
         t0 = time.perf_counter()
-        viewer.camera.zoom = 1.0
-        viewer.camera.center = (cy, cx)
+        viewer.scene.camera.zoom = 1.0
+        viewer.scene.camera.center = (cy, cx)
         spin(0.3)
         # Wait for the window to follow and the visible chunks to be computed (or 60 s).
         spin(60, lambda: ctrl.live is not None and ctrl.live.pending() == 0)
@@ -163,14 +162,14 @@ def main() -> None:
         # Pan by about a screen.
         t0 = time.perf_counter()
         for _ in range(5):
-            c = viewer.camera.center
-            viewer.camera.center = (c[-2] + 150, c[-1] + 300)
+            c = viewer.scene.camera.center
+            viewer.scene.camera.center = (c[-2] + 150, c[-1] + 300)
             spin(0.05)
         spin(args.settle)
         record("pan", t0)
     t0 = time.perf_counter()
-    viewer.camera.zoom = 0.12
-    viewer.camera.center = (32768, 32768)
+    viewer.scene.camera.zoom = 0.12
+    viewer.scene.camera.center = (32768, 32768)
     spin(args.settle)
     record("zoom to a mid level", t0)
     t0 = time.perf_counter()

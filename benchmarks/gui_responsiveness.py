@@ -186,15 +186,13 @@ def main() -> None:
     from qtpy.QtCore import QThreadPool
 
     from scribble_unet._napari import open_demo_viewer
-    from scribble_unet._napari._controller import controller_for
-    from scribble_unet.training.trainer import CheckpointEvent, FinishedEvent
 
     work = Path(tempfile.mkdtemp(prefix="scribble-unet-gui-bench-"))
     threads_before = {t.ident for t in threading.enumerate()}
     t_open = time.perf_counter()
     viewer = open_demo_viewer(work, sample=args.sample, show=True)
-    ctrl = controller_for(viewer)
     main_widget = viewer.window._dock_widgets["Scribble U-Net (napari-scribble-unet)"].widget()
+    ctrl = main_widget.controller
     # A canvas of 1920x1080 (plus the dock): Xvfb has no window manager to clamp the window.
     qt_window = viewer.window._qt_window
     qt_window.resize(1920 + 450, 1080 + 120)
@@ -216,13 +214,13 @@ def main() -> None:
     if args.sample == "nuclei":
         viewer.reset_view()
     else:
-        viewer.camera.zoom = 1.0
-        viewer.camera.center = (oy + ry0 + side / 2, ox + rx0 + side / 2)
+        viewer.scene.camera.zoom = 1.0
+        viewer.scene.camera.center = (oy + ry0 + side / 2, ox + rx0 + side / 2)
     _run_until(lambda: False, 0.5)
     region = ctrl.visible_region()
 
     timer = HandlerTimer()
-    for name in ("_on_train_event", "_on_live_chunk", "_refresh_view", "set_checkpoint"):
+    for name in ("_on_train_event", "_on_live_chunk", "refresh_view", "set_checkpoint"):
         timer.wrap(ctrl, name)
 
     # Events on the main thread.
@@ -232,15 +230,13 @@ def main() -> None:
     refresh: list[dict[str, Any]] = []  # one per checkpoint: when it arrived, when its view was complete
     n_ckpt = [0]
 
-    def on_train_event(ev: Any) -> None:
-        if isinstance(ev, (CheckpointEvent, FinishedEvent)):
-            n_ckpt[0] += 1
-
-    def on_checkpoint(ckpt: Any) -> None:
-        refresh.append({"token": ckpt.token, "t": time.perf_counter(), "done": None,
+    def on_checkpoint(token: str | None) -> None:  # a new model (a checkpoint of the run)
+        n_ckpt[0] += 1
+        refresh.append({"token": token, "t": time.perf_counter(), "done": None,
                         "chunks": len(ctrl.live.wanted) if ctrl.live else 0})
 
-    def on_chunk(iy: int, ix: int) -> None:
+    def on_chunk(computed: int) -> None:
+        iy, ix = ctrl.state.prediction.last_chunk or (0, 0)
         now = time.perf_counter()
         if not first_chunk:
             first_chunk.append(now)
@@ -254,9 +250,8 @@ def main() -> None:
                 r["done"] = now
                 r["chunks"] = len(ctrl.live.wanted)
 
-    ctrl.train_event.connect(on_train_event)
-    ctrl.checkpoint_changed.connect(on_checkpoint)
-    ctrl.prediction_updated.connect(on_chunk)
+    ctrl.state.prediction.events.model_token.connect(on_checkpoint)
+    ctrl.state.prediction.events.computed.connect(on_chunk)
 
     meter = StallMeter(args.tick_ms)
     meter.start()

@@ -53,14 +53,13 @@ def main() -> None:
     from qtpy.QtWidgets import QApplication
 
     from scribble_unet._napari import open_demo_viewer
-    from scribble_unet._napari._controller import controller_for
 
     work = Path(tempfile.mkdtemp(prefix="scribble-unet-shots-"))
     viewer = open_demo_viewer(work, sample="nuclei", show=True)
     app = QApplication.instance()
     viewer.window._qt_window.resize(1600, 1000)
     main_widget = viewer.window._dock_widgets["Scribble U-Net (napari-scribble-unet)"].widget()
-    ctrl = controller_for(viewer)
+    ctrl = main_widget.controller
     _paint(ctrl.scribble_layer, viewer.layers["nuclei instances"].data)
     viewer.reset_view()
     app.processEvents()
@@ -92,7 +91,7 @@ def main() -> None:
 
     main_widget.tabs.setCurrentIndex(3)
     states: list[str] = []
-    ctrl.export_state.connect(states.append)
+    ctrl.state.export.events.state.connect(lambda state: states.append(state.value))
     main_widget.export.export()
     _wait(app, lambda: "done" in states, 300, "export")
     app.processEvents()

@@ -82,3 +82,13 @@ def test_manifest_at_top_level_is_the_one_shipped() -> None:
     top = (ROOT / "napari.yaml").read_text()
     shipped = resources.files("scribble_unet._napari").joinpath("napari.yaml").read_text()
     assert shipped == top
+
+
+MAX_MODULE_LINES = 450
+
+
+def test_no_source_module_is_longer_than_450_lines() -> None:
+    src = ROOT / "src" / "scribble_unet"
+    long = {str(p.relative_to(src)): n for p in sorted(src.rglob("*.py"))
+            if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES}
+    assert long == {}, f"split these modules (over {MAX_MODULE_LINES} lines): {long}"

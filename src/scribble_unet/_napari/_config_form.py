@@ -13,7 +13,7 @@ from typing import Any
 
 from qtpy.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QSpinBox, QWidget
 
-from ..config import field_bounds
+from ..config import Options, field_bounds
 
 
 def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
@@ -30,11 +30,11 @@ class ConfigForm(QWidget):
     Optional numbers (``int | None``) show 0 as "none"/"auto" and map it back to None.
     """
 
-    def __init__(self, cls: type, names: list[str], defaults: Any = None, parent: QWidget | None = None,
+    def __init__(self, cls: type[Options], names: list[str], defaults: Any = None, parent: QWidget | None = None,
                  none_text: dict[str, str] | None = None) -> None:
         super().__init__(parent)
         self.cls = cls
-        self.defaults = defaults if defaults is not None else cls()
+        self.defaults: Options = defaults if defaults is not None else cls()
         hints = {name: f.annotation for name, f in cls.model_fields.items()}
         self.editors: dict[str, tuple[QWidget, bool]] = {}
         layout = QFormLayout(self)

@@ -11,7 +11,6 @@ def open_demo_viewer(out_dir: str | os.PathLike[str], sample: str = "nuclei", sh
     """See :func:`scribble_unet._napari.open_demo_viewer`."""
     import napari
 
-    from ._controller import controller_for
     from ._sample_data import large_sample, nuclei_sample, small_sample
 
     makers = {"nuclei": nuclei_sample, "small": small_sample, "large": large_sample}
@@ -27,7 +26,7 @@ def open_demo_viewer(out_dir: str | os.PathLike[str], sample: str = "nuclei", sh
     widget.data._refresh_layers()
     widget.data.image_combo.setCurrentText(layers[0].name)
     widget.data.open_project()
-    ctrl = controller_for(viewer)
+    ctrl = widget.controller
     if ctrl.scribble_layer is not None:
         viewer.layers.selection.active = ctrl.scribble_layer
     return viewer

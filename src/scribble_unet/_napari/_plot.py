@@ -6,7 +6,7 @@ import math
 from typing import Any
 
 from qtpy.QtCore import QPointF, QRectF, Qt
-from qtpy.QtGui import QColor, QPainter, QPen
+from qtpy.QtGui import QColor, QPainter, QPen, QPolygonF
 from qtpy.QtWidgets import QSizePolicy, QWidget
 
 LOSS_COLOR = QColor(80, 170, 255)
@@ -59,14 +59,14 @@ class LivePlot(QWidget):
                            area.bottom() - area.height() * (math.log10(v) - lo) / (hi - lo))
                    for s, v in self.loss]
             p.setPen(QPen(LOSS_COLOR, 1.5))
-            p.drawPolyline(pts)
+            p.drawPolyline(QPolygonF(pts))
             p.drawText(QRectF(0, area.top(), 34, 14), Qt.AlignmentFlag.AlignRight, f"{10 ** hi:.2g}")
             p.drawText(QRectF(0, area.bottom() - 14, 34, 14), Qt.AlignmentFlag.AlignRight, f"{10 ** lo:.2g}")
         if self.iou:
             pts = [QPointF(area.left() + area.width() * s / last, area.bottom() - area.height() * v)
                    for s, v in self.iou]
             p.setPen(QPen(IOU_COLOR, 2))
-            p.drawPolyline(pts)
+            p.drawPolyline(QPolygonF(pts))
             for pt in pts:
                 p.drawEllipse(pt, 2.5, 2.5)
             p.drawText(QRectF(area.right() + 2, area.top(), 34, 14), Qt.AlignmentFlag.AlignLeft, "1.0")

@@ -73,11 +73,11 @@ def _label_layers(path: Path) -> LayerData:
         labels = zarr.open_group(path / "labels", mode="r")
     except Exception:  # no labels group: nothing to add
         return out
-    attrs = dict(labels.attrs)
+    attrs: dict[str, Any] = dict(labels.attrs)
     names = attrs.get("labels") or attrs.get("ome", {}).get("labels") or []
     for name in names:
         group = labels[name]
-        gattrs = dict(group.attrs)
+        gattrs: dict[str, Any] = dict(group.attrs)
         ms = gattrs.get("multiscales") or gattrs.get("ome", {}).get("multiscales")
         if not ms:
             continue

@@ -17,14 +17,16 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ._base import ControllerWidget, alive
+from ..classes import LabelScheme
+from ._base import Tab, alive
+from ._controller import Controller
 
 
-class DataWidget(ControllerWidget):
+class DataWidget(Tab):
     """Image layer, project folder (scribbles on disk as painted) and class names."""
 
-    def __init__(self, napari_viewer: Any, parent: QWidget | None = None) -> None:
-        super().__init__(napari_viewer, parent)
+    def __init__(self, controller: Controller, parent: QWidget | None = None) -> None:
+        super().__init__(controller, parent)
         self.image_combo = QComboBox()
         self.folder_edit = QLineEdit()
         self.folder_edit.setPlaceholderText("project folder (scribbles, models, exports)")
@@ -55,7 +57,9 @@ class DataWidget(ControllerWidget):
 
         self.viewer.layers.events.inserted.connect(self._refresh_layers)
         self.viewer.layers.events.removed.connect(self._refresh_layers)
-        self.controller.status.connect(self._on_status)
+        session = self.controller.state.session
+        session.events.message.connect(self._on_status)
+        session.events.class_names.connect(self._on_class_names)
         self._refresh_layers()
         self._update_legend()
 
@@ -80,10 +84,14 @@ class DataWidget(ControllerWidget):
         if alive(self):
             self.status.setText(text)
 
+    def _on_class_names(self, names: tuple[str, ...]) -> None:
+        if alive(self):
+            self.classes_edit.setText(", ".join(names))
+            self._update_legend()
+
     def _update_legend(self) -> None:
-        names = self.controller.class_names
-        parts = ["0 erase", "1 background"] + [f"{k + 2} {n}" for k, n in enumerate(names)]
-        self.legend.setText("Paint labels: " + ", ".join(parts))
+        scheme = LabelScheme(self.controller.class_names)
+        self.legend.setText("Paint labels: " + scheme.describe(unlabelled="erase"))
 
     def class_names(self) -> list[str]:
         return [n.strip() for n in self.classes_edit.text().split(",") if n.strip()]
@@ -103,7 +111,5 @@ class DataWidget(ControllerWidget):
             self.controller.set_image_layer(self.viewer.layers[name])
             self.controller.open_project(Path(folder).expanduser(), self.class_names() or None)
             self.controller.set_class_names(self.class_names() or self.controller.class_names)
-            self.classes_edit.setText(", ".join(self.controller.class_names))
-            self._update_legend()
 
         self.run_action(act, "could not open the scribbles")

@@ -16,14 +16,16 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ._base import ControllerWidget, alive
+from ..state import ExportState
+from ._base import Tab, alive
+from ._controller import Controller
 
 
-class ExportWidget(ControllerWidget):
+class ExportWidget(Tab):
     """Export with a progress bar; cancel keeps finished chunks and exporting again resumes."""
 
-    def __init__(self, napari_viewer: Any, parent: QWidget | None = None) -> None:
-        super().__init__(napari_viewer, parent)
+    def __init__(self, controller: Controller, parent: QWidget | None = None) -> None:
+        super().__init__(controller, parent)
         self.path_edit = QLineEdit()
         self.path_edit.setPlaceholderText("output .zarr (default: export.zarr in the project)")
         browse = QPushButton("Browse…")
@@ -51,9 +53,11 @@ class ExportWidget(ControllerWidget):
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
         layout.addStretch(1)
-        self.controller.export_progress.connect(self._on_progress)
-        self.controller.export_state.connect(self._on_state)
-        self._on_state("idle")
+        status = self.controller.state.export
+        status.events.done.connect(self._on_progress)
+        status.events.total.connect(self._on_progress)
+        status.events.state.connect(self._on_state)
+        self._on_state(status.state)
 
     def _browse(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Export to", "export.zarr", "Zarr (*.zarr)")
@@ -75,17 +79,20 @@ class ExportWidget(ControllerWidget):
 
         self.run_action(act, "could not export")
 
-    def _on_progress(self, done: int, total: int) -> None:
-        if alive(self):
+    def _on_progress(self, *args: Any) -> None:
+        status = self.controller.state.export
+        done, total = status.done, status.total
+        if alive(self) and total > 0:
             self.progress.setRange(0, total)
             self.progress.setValue(done)
             self.status.setText(f"{done} of {total} chunks")
 
-    def _on_state(self, state: str) -> None:
+    def _on_state(self, state: ExportState) -> None:
         if not alive(self):
             return
-        running = state == "running"
+        running = state is ExportState.RUNNING
         self.export_button.setEnabled(not running)
         self.cancel_button.setEnabled(running)
-        if state in ("done", "cancelled", "failed"):
-            self.status.setText(f"export {state}" + (": export again to resume" if state == "cancelled" else ""))
+        if state in (ExportState.DONE, ExportState.CANCELLED, ExportState.FAILED):
+            self.status.setText(f"export {state.value}"
+                                + (": export again to resume" if state is ExportState.CANCELLED else ""))

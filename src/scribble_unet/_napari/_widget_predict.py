@@ -14,18 +14,19 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ._base import ControllerWidget, alive
+from ._base import Tab, alive
+from ._controller import Controller
 
 
-class PredictWidget(ControllerWidget):
+class PredictWidget(Tab):
     """Load a model, choose the live chunk size, and see what the live prediction is doing."""
 
-    def __init__(self, napari_viewer: Any, parent: QWidget | None = None) -> None:
-        super().__init__(napari_viewer, parent)
+    def __init__(self, controller: Controller, parent: QWidget | None = None) -> None:
+        super().__init__(controller, parent)
         self.tile_spin = QSpinBox()
         self.tile_spin.setRange(64, 4096)
         self.tile_spin.setSingleStep(64)
-        self.tile_spin.setValue(self.controller.live_tile)
+        self.tile_spin.setValue(self.controller.state.prediction.tile)
         self.tile_spin.setToolTip("side of a live prediction chunk (px), rounded to the model's grid")
         self.tile_spin.valueChanged.connect(self._set_tile)
         self.load_button = QPushButton("Load model…")
@@ -42,17 +43,12 @@ class PredictWidget(ControllerWidget):
         layout.addWidget(self.refresh_button)
         layout.addWidget(self.status)
         layout.addStretch(1)
-        self.controller.prediction_updated.connect(self._update_status)
-        self.controller.checkpoint_changed.connect(self._update_status)
+        status = self.controller.state.prediction
+        for signal in (status.events.model_token, status.events.computed, status.events.pending):
+            signal.connect(self._update_status)
 
     def _set_tile(self, value: int) -> None:
-        self.controller.live_tile = int(value)
-        live = self.controller.live
-        if live is not None:
-            live.tile = int(value)
-            if self.controller.checkpoint is not None:
-                live.set_checkpoint(self.controller.checkpoint)
-                self.controller._refresh_view()
+        self.controller.set_live_tile(int(value))
 
     def load_model(self, path: str) -> None:
         self.run_action(lambda: self.controller.load_model(path), "could not load the model")
@@ -63,17 +59,16 @@ class PredictWidget(ControllerWidget):
             self.load_model(path)
 
     def refresh(self) -> None:
-        self.controller._refresh_view()
+        self.controller.refresh_view()
 
     def _update_status(self, *args: Any) -> None:
         if not alive(self):
             return
-        live = self.controller.live
-        ckpt = self.controller.checkpoint
-        if live is None or ckpt is None:
+        status = self.controller.state.prediction
+        if status.model_token is None:
             return
-        steps = ckpt.training.get("steps") if ckpt.training else None
+        steps = status.model_steps
         self.status.setText(
-            f"model {ckpt.token[:8]}" + (f" ({steps} steps)" if steps is not None else "")
-            + f": {live.computed_for_token} chunk(s) computed, {live.pending()} waiting in view"
+            f"model {status.model_token[:8]}" + (f" ({steps} steps)" if steps is not None else "")
+            + f": {status.computed_for_model} chunk(s) computed, {status.pending} waiting in view"
         )

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from qtpy.QtWidgets import (
     QFileDialog,
     QHBoxLayout,
@@ -15,8 +13,10 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ._base import ControllerWidget, alive
+from ..state import TrainingState
+from ._base import Tab, alive
 from ._config_form import ConfigForm
+from ._controller import Controller
 from ._plot import LivePlot
 
 TRAIN_FIELDS = ["steps", "time_budget", "batch_size", "lr", "tile", "validate_every", "checkpoint_every",
@@ -24,11 +24,11 @@ TRAIN_FIELDS = ["steps", "time_budget", "batch_size", "lr", "tile", "validate_ev
 MODEL_FIELDS = ["depth", "width", "norm"]
 
 
-class TrainWidget(ControllerWidget):
+class TrainWidget(Tab):
     """Start, pause and stop training; watch the loss and the IoU on held-out strokes; save the model."""
 
-    def __init__(self, napari_viewer: Any, parent: QWidget | None = None) -> None:
-        super().__init__(napari_viewer, parent)
+    def __init__(self, controller: Controller, parent: QWidget | None = None) -> None:
+        super().__init__(controller, parent)
         from ..config import INTERACTIVE_TRAINING
         from ..model.unet import ModelConfig
         from ..training.trainer import TrainConfig
@@ -72,9 +72,12 @@ class TrainWidget(ControllerWidget):
         layout.addWidget(self.info)
         layout.addStretch(1)
 
-        self.controller.train_event.connect(self._on_event)
-        self.controller.training_state.connect(self._on_state)
-        self._on_state("idle")
+        status = self.controller.state.training
+        status.events.step.connect(self._on_step)
+        status.events.iou.connect(self._on_iou)
+        status.events.message.connect(self._on_message)
+        status.events.state.connect(self._on_state)
+        self._on_state(status.state)
 
     def _browse(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Model to fine-tune", "", "Models (*.safetensors)")
@@ -91,7 +94,6 @@ class TrainWidget(ControllerWidget):
             model_config = ModelConfig(**{**model_config.__dict__})
             train_config = self.train_form.value()
             self.plot.clear()
-            self._steps = train_config.steps
             self.progress.setRange(0, train_config.steps or 0)
             self.progress.setValue(0)
             self.controller.start_training(model_config, train_config, self.init_edit.text().strip() or None)
@@ -99,10 +101,7 @@ class TrainWidget(ControllerWidget):
         self.run_action(act, "could not start training")
 
     def toggle_pause(self) -> None:
-        trainer = self.controller.trainer
-        if trainer is None:
-            return
-        if trainer.paused:
+        if self.controller.state.training.state is TrainingState.PAUSED:
             self.controller.resume_training()
         else:
             self.controller.pause_training()
@@ -118,29 +117,30 @@ class TrainWidget(ControllerWidget):
         if path:
             self.save_model(path)
 
-    def _on_state(self, state: str) -> None:
+    def _on_state(self, state: TrainingState) -> None:
         if not alive(self):
             return
-        running = state in ("running", "paused")
+        running = state in (TrainingState.RUNNING, TrainingState.PAUSED)
         self.start_button.setEnabled(not running)
         self.pause_button.setEnabled(running)
-        self.pause_button.setText("Resume" if state == "paused" else "Pause")
+        self.pause_button.setText("Resume" if state is TrainingState.PAUSED else "Pause")
         self.stop_button.setEnabled(running)
         self.model_form.setEnabled(not running)
         self.train_form.setEnabled(not running)
 
-    def _on_event(self, event: Any) -> None:
-        if not alive(self):
+    def _on_step(self, step: int) -> None:
+        status = self.controller.state.training
+        if not alive(self) or status.loss is None:
             return
-        from ..training.trainer import FinishedEvent, StepEvent, ValidationEvent
+        self.plot.add_loss(step, status.loss)
+        if status.max_steps:
+            self.progress.setValue(min(step, self.progress.maximum()))
+        self.info.setText(f"step {step}, loss {status.loss:.4f}, {status.elapsed:.0f} s")
 
-        if isinstance(event, StepEvent):
-            self.plot.add_loss(event.step, event.loss)
-            if getattr(self, "_steps", None):
-                self.progress.setValue(min(event.step, self.progress.maximum()))
-            self.info.setText(f"step {event.step}, loss {event.loss:.4f}, {event.elapsed:.0f} s")
-        elif isinstance(event, ValidationEvent) and event.iou:
-            objects = [v for k, v in event.iou.items() if k != "background"] or list(event.iou.values())
-            self.plot.add_iou(event.step, sum(objects) / len(objects))
-        elif isinstance(event, FinishedEvent):
-            self.info.setText(f"finished after {event.step} steps ({event.reason})")
+    def _on_iou(self, iou: tuple[int, float] | None) -> None:
+        if alive(self) and iou is not None:
+            self.plot.add_iou(*iou)
+
+    def _on_message(self, message: str) -> None:
+        if alive(self) and message:
+            self.info.setText(message)

@@ -72,7 +72,7 @@ def write_label_image(
             for i, lvl in enumerate(levels):
                 arr = group.create_array(str(i), shape=lvl.shape, chunks=(chunk, chunk), dtype=lvl.dtype,
                                          fill_value=0)
-                da.store(lvl, arr, lock=False, scheduler="threads")
+                da.store(lvl, arr, lock=False, scheduler="threads")  # type: ignore[arg-type]
             group.attrs["multiscales"] = ngff.multiscales(name, "yx", len(levels))
             if class_names is None:
                 top = int(levels[-1].max().compute())

@@ -28,6 +28,8 @@ from ..image import ImageSource, open_image
 from ..image.binned import BinnedSource
 from ..model.checkpoint import Checkpoint
 from ..model.normalize import NanPolicy, Normalization
+from .device import resolve_device
+from .probabilities import logits_to_probabilities, probabilities_to_mask
 from .resample import needed_range, upsample
 from .tiling import TileGrid, read_reflected, reflect_index, round_tile
 
@@ -53,44 +55,6 @@ def _cached_model(checkpoint: Checkpoint, device: str) -> torch.nn.Module:
             _MODEL_CACHE.clear()  # keep one model per process: old checkpoints are not reused
             _MODEL_CACHE[key] = model
         return model
-
-
-def resolve_device(device: str = "auto") -> str:
-    """``"auto"`` picks CUDA, then Apple MPS, then the CPU."""
-    if device == "auto":
-        if torch.cuda.is_available():
-            return "cuda"
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return "mps"
-        return "cpu"
-    if device not in ("cpu", "cuda", "mps") and not device.startswith("cuda:"):
-        raise ScribbleUNetError(f"unknown device {device!r}; use auto, cpu, cuda or mps")
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ScribbleUNetError(f"device {device!r} asked for, but this torch build sees no CUDA GPU")
-        index = device.partition(":")[2]
-        if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
-            raise ScribbleUNetError(f"device {device!r} does not exist ({torch.cuda.device_count()} CUDA GPU(s))")
-    if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ScribbleUNetError("device 'mps' asked for, but Apple MPS is not available here")
-    return device
-
-
-def logits_to_probabilities(logits: torch.Tensor) -> torch.Tensor:
-    """``(N, C_out, ...)`` logits to ``(N, K, ...)`` object-class probabilities."""
-    if logits.shape[1] == 1:
-        return torch.sigmoid(logits)
-    return torch.softmax(logits, dim=1)[:, 1:]
-
-
-def probabilities_to_mask(prob: np.ndarray) -> np.ndarray:
-    """``(K, ...)`` object-class probabilities to a mask: 0 background, k for class k."""
-    k = prob.shape[0]
-    dtype = np.uint8 if k < 255 else np.uint16
-    if k == 1:
-        return (prob[0] >= 0.5).astype(dtype)
-    background = 1.0 - prob.sum(axis=0, keepdims=True)
-    return np.argmax(np.concatenate([background, prob], axis=0), axis=0).astype(dtype)
 
 
 class ChunkPredictor:
@@ -138,7 +102,7 @@ class ChunkPredictor:
         self.nan_policy: NanPolicy = nan_policy
         if nan_policy not in ("error", "zero"):
             raise ScribbleUNetError(f"nan policy must be 'error' or 'zero', got {nan_policy!r}")
-        self.device = resolve_device(device)
+        self.device = str(resolve_device(device))
         self.notes: list[str] = []
         # The network runs on the working image (the image binned by cfg.scale); chunks of the
         # full-resolution output start on multiples of align * scale.

@@ -11,21 +11,21 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..classes import scribble_values
+from ..inference.probabilities import logits_to_probabilities, probabilities_to_mask
 from ..inference.tiling import read_reflected
 from ..model.normalize import Normalization
 from ..model.unet import UNet
 
 
 def probabilities_from_logits(logits: torch.Tensor) -> torch.Tensor:
-    """Sigmoid of the single logit (K = 1) or softmax over channels (K > 1)."""
-    return torch.sigmoid(logits) if logits.shape[1] == 1 else torch.softmax(logits, dim=1)
+    """Sigmoid of the single logit (K = 1) or softmax over channels, background first (K > 1)."""
+    return logits_to_probabilities(logits, background=True)
 
 
 def values_from_probabilities(probs: np.ndarray) -> np.ndarray:
     """Scribble-style values of a ``(C, H, W)`` probability map: 1 background, ``k + 1`` class ``k``."""
-    if probs.shape[0] == 1:
-        return (probs[0] > 0.5).astype(np.int64) + 1
-    return probs.argmax(axis=0).astype(np.int64) + 1
+    return scribble_values(probabilities_to_mask(probs, background=True))
 
 
 @torch.no_grad()

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from ..classes import LabelScheme
 from ..errors import ScribbleUNetError
 
 Region = tuple[int, int, int, int]
@@ -35,9 +36,7 @@ DEFAULT_CHUNK = 256
 
 def describe_values(class_names: Sequence[str]) -> str:
     """The declared label values as words, e.g. ``"0 unlabelled, 1 background, 2 nucleus"``."""
-    parts = ["0 unlabelled", "1 background"]
-    parts += [f"{k + 2} {name}" for k, name in enumerate(class_names)]
-    return ", ".join(parts)
+    return LabelScheme(class_names).describe()
 
 
 def _native_chunks(array: Any) -> tuple[int, int] | None:

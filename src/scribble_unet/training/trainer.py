@@ -27,204 +27,36 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import torch
 
-from ..config import TrainOptions
+from ..classes import FIRST_CLASS, LabelScheme
 from ..errors import ScribbleUNetError
 from ..image import ImageSource, open_image
 from ..image.binned import BinnedLabels, BinnedSource
+from ..inference.device import resolve_device
 from ..model.checkpoint import Checkpoint, check_model_path, save_checkpoint
 from ..model.normalize import Normalization, compute_normalization
 from ..model.unet import ModelConfig, UNet, build_model
-from .infer import predict_window, values_from_probabilities
+from .events import (
+    CheckpointEvent,
+    FinishedEvent,
+    FinishReason,
+    StepEvent,
+    TrainEvent,
+    ValidationEvent,
+)
 from .labels import LabelIndex, Region, StrokeSplit, split_strokes
-from .losses import LossConfig, ScribbleLoss
-from .sampler import Augment, TileSampler, check_tile, field_of_view
+from .losses import ScribbleLoss
+from .prefetch import Batch, Prefetcher
+from .prepare import _load_init, check_classes_painted, config_for_init  # noqa: F401 (config_for_init: re-exported)
+from .sampler import TileSampler, check_tile, field_of_view
 from .scale import ScaleChoice, estimate_diameter, scale_for_diameter
-
-FinishReason = Literal["steps", "time", "stopped"]
-
-
-# ---------------------------------------------------------------------- configuration
-class TrainConfig(TrainOptions):
-    """Options of a training run; shared by the CLI, the napari widget and the checkpoint header.
-
-    The fields, their defaults, bounds and meanings are those of
-    :class:`~scribble_unet.config.TrainOptions`; this class adds the sampler's and the loss's views
-    of them.
-    """
-
-    @property
-    def augment(self) -> Augment:
-        """The augmentation settings as an :class:`~.sampler.Augment`."""
-        return Augment(
-            flips=self.flips,
-            rot90=self.rot90,
-            intensity=self.intensity_jitter,
-            elastic=self.elastic,
-            elastic_sigma=self.elastic_sigma,
-            noise=self.noise,
-        )
-
-    @property
-    def loss_config(self) -> LossConfig:
-        """The loss settings as a :class:`~.losses.LossConfig`."""
-        return LossConfig(self.loss, self.dice_weight, self.focal_gamma, self.class_weighting, self.weight_clip)
-
-
-# ---------------------------------------------------------------------- events
-@dataclass(frozen=True)
-class StepEvent:
-    """One optimisation step done: ``loss`` of this step's batch, ``elapsed`` training seconds."""
-
-    step: int
-    loss: float
-    elapsed: float
-
-
-@dataclass(frozen=True)
-class ValidationEvent:
-    """Scores on the held-out strokes, per class name (``"background"`` included).
-
-    ``n_pixels`` is the number of held-out pixels scored. A class with no held-out pixel that is never
-    predicted on them has no entry.
-    """
-
-    step: int
-    iou: dict[str, float]
-    dice: dict[str, float]
-    n_pixels: int = 0
-
-
-@dataclass(frozen=True)
-class CheckpointEvent:
-    """The model was written to ``path`` (an intermediate checkpoint, ``training["finished"]`` False)."""
-
-    step: int
-    path: Path
-    checkpoint: Checkpoint
-
-
-@dataclass(frozen=True)
-class FinishedEvent:
-    """The run ended: ``reason`` is ``"steps"``, ``"time"`` or ``"stopped"``.
-
-    ``checkpoint`` holds the final weights; ``path`` is where they were written (None without ``out``).
-    """
-
-    step: int
-    reason: FinishReason
-    checkpoint: Checkpoint
-    path: Path | None = None
-
-
-TrainEvent = StepEvent | ValidationEvent | CheckpointEvent | FinishedEvent
-
-
-# ---------------------------------------------------------------------- helpers
-Batch = tuple[np.ndarray, np.ndarray, np.ndarray | None]
-
-
-class Prefetcher:
-    """Draws batches with ``draw`` on a background thread, ``depth`` ahead of the training step.
-
-    Reading zarr chunks and augmenting tiles then overlaps the network's forward and backward pass
-    (numpy, zarr's codecs and torch release the GIL for most of their work). An exception in ``draw``
-    is raised again by :meth:`get`.
-    """
-
-    def __init__(self, draw: Any, depth: int = 2) -> None:
-        import queue
-
-        self._draw = draw
-        self._queue: queue.Queue[tuple[Batch | None, BaseException | None]] = queue.Queue(maxsize=max(1, depth))
-        self._closed = threading.Event()
-        self._thread = threading.Thread(target=self._work, name="scribble-unet-prefetch", daemon=True)
-        self._thread.start()
-
-    def _work(self) -> None:
-        import queue
-
-        while not self._closed.is_set():
-            try:
-                item: tuple[Batch | None, BaseException | None] = (self._draw(), None)
-            except BaseException as e:  # handed to the training thread
-                item = (None, e)
-            while not self._closed.is_set():
-                try:
-                    self._queue.put(item, timeout=0.1)
-                    break
-                except queue.Full:
-                    continue
-            if item[1] is not None:
-                return
-
-    def get(self) -> Batch:
-        batch, error = self._queue.get()
-        if error is not None:
-            raise error
-        assert batch is not None
-        return batch
-
-    def close(self) -> None:
-        self._closed.set()
-        self._thread.join(timeout=5)
-
-
-def resolve_device(name: str) -> torch.device:
-    """``"auto"``: CUDA when available, else Apple MPS, else CPU; explicit names must be available."""
-    mps = getattr(torch.backends, "mps", None)
-    mps_ok = bool(mps is not None and mps.is_available())
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        return torch.device("mps") if mps_ok else torch.device("cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ScribbleUNetError("device 'cuda' was asked for but no CUDA GPU is available; use --device auto or cpu")
-    if name == "mps" and not mps_ok:
-        raise ScribbleUNetError("device 'mps' was asked for but Apple MPS is not available; use --device auto or cpu")
-    if name not in ("cpu", "cuda", "mps"):
-        raise ScribbleUNetError(f"device must be auto, cpu, cuda or mps, got {name!r}")
-    return torch.device(name)
-
-
-def config_for_init(init: Checkpoint, class_names: Sequence[str] | None = None) -> ModelConfig:
-    """The model configuration to fine-tune ``init``: its architecture, with ``class_names`` if given."""
-    c = init.config
-    names = tuple(class_names) if class_names else c.class_names
-    return ModelConfig(depth=c.depth, width=c.width, in_channels=c.in_channels, n_classes=len(names),
-                       class_names=names, norm=c.norm)
-
-
-def check_classes_painted(counts: dict[int, int], class_names: Sequence[str]) -> None:
-    """Refuse label sets a model cannot learn from: nothing painted, or only one side painted."""
-    k = len(class_names)
-    objects = "value 2" if k == 1 else f"values 2..{k + 1}"
-    if not counts:
-        raise ScribbleUNetError(
-            f"the scribbles have no labelled pixel; paint some background (value 1) and some objects ({objects})"
-        )
-    if 1 not in counts:
-        raise ScribbleUNetError("only objects are painted; paint some background (value 1) as well")
-    if not any(v >= 2 for v in counts):
-        raise ScribbleUNetError(f"only background is painted; paint some objects ({objects}) as well")
-
-
-def _load_init(model: UNet, init: Checkpoint) -> bool:
-    """Copy ``init``'s weights into ``model``; returns True when the head was kept new (other classes)."""
-    if init.config.n_classes == model.config.n_classes:
-        model.load_state_dict(init.state_dict)
-        return False
-    state = {k: v for k, v in init.state_dict.items() if not k.startswith("head.")}
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    assert not unexpected and all(k.startswith("head.") for k in missing), (missing, unexpected)
-    return True
+from .train_config import TrainConfig
+from .validate import predict_held_out, scores_per_class
 
 
 # ---------------------------------------------------------------------- trainer
@@ -372,7 +204,7 @@ class Trainer:
         if cfg.object_diameter is not None:
             return ScaleChoice(scale_for_diameter(cfg.object_diameter, fov, src.shape_yx), cfg.object_diameter, "user")
         points = np.concatenate(
-            [index.coords(v) for v in sorted(index.counts) if v >= 2] or [np.zeros((0, 2), np.int64)]
+            [index.coords(v) for v in sorted(index.counts) if v >= FIRST_CLASS] or [np.zeros((0, 2), np.int64)]
         )
         norm = normalization or compute_normalization(src)
         d = estimate_diameter(src, norm, points, np.random.default_rng(cfg.seed))
@@ -482,10 +314,7 @@ class Trainer:
 
     def class_label_names(self) -> dict[int, str]:
         """Label value -> name: ``1 -> "background"``, ``k + 1 -> class_names[k - 1]``."""
-        names = {1: "background"}
-        for k, n in enumerate(self.model_config.class_names):
-            names[k + 2] = n
-        return names
+        return LabelScheme(self.model_config.class_names).names()
 
     def validate(self) -> ValidationEvent | None:
         """IoU and Dice per class on the held-out strokes (None when nothing is held out).
@@ -503,26 +332,9 @@ class Trainer:
         truth = np.concatenate([np.full(len(p), v) for v, p in sorted(self.split.val.items())])
         order = np.argsort(np.concatenate([p for _, p in sorted(self.split.val.items())]), kind="stable")
         truth = truth[order]  # aligned with val (= sorted union of the held-out positions)
-        pred = np.zeros(len(val), np.int64)
-        cells = (ys // cell) * (w // cell + 1) + xs // cell
-        h = self.index.shape[0]
-        for c in np.unique(cells):
-            sel = np.flatnonzero(cells == c)
-            cy, cx = divmod(int(c), w // cell + 1)
-            y0, x0 = cy * cell, cx * cell
-            y1, x1 = min(y0 + cell, h), min(x0 + cell, w)
-            probs = predict_window(self.model, self.image, self.normalization, y0, y1, x0, x1, self.device)
-            pred[sel] = values_from_probabilities(probs)[ys[sel] - y0, xs[sel] - x0]
-        iou: dict[str, float] = {}
-        dice: dict[str, float] = {}
-        for v, name in self.class_label_names().items():
-            tp = int(np.sum((pred == v) & (truth == v)))
-            fp = int(np.sum((pred == v) & (truth != v)))
-            fn = int(np.sum((pred != v) & (truth == v)))
-            if tp + fp + fn == 0:
-                continue
-            iou[name] = tp / (tp + fp + fn)
-            dice[name] = 2 * tp / (2 * tp + fp + fn)
+        pred = predict_held_out(self.model, self.image, self.normalization, ys, xs, cell, self.index.shape,
+                                self.device)
+        iou, dice = scores_per_class(pred, truth, self.class_label_names())
         return ValidationEvent(self.step, iou, dice, len(val))
 
     def checkpoint(self, finished: bool = False, reason: str | None = None) -> Checkpoint:
@@ -628,29 +440,3 @@ class Trainer:
                 self._running = False
                 self._stopped = False
                 self._paused = False
-
-
-@dataclass
-class TrainResult:
-    """What :func:`train` returns: the final checkpoint and every event seen."""
-
-    checkpoint: Checkpoint
-    events: list[TrainEvent] = field(default_factory=list)
-
-
-def train(
-    image: Any,
-    scribbles: Any,
-    model_config: ModelConfig,
-    config: TrainConfig,
-    init: Checkpoint | None = None,
-    out: str | os.PathLike[str] | None = None,
-) -> TrainResult:
-    """Run a :class:`Trainer` to the end and return the final checkpoint (a convenience for scripts)."""
-    trainer = Trainer(image, scribbles, model_config, config, init=init, out=out)
-    events: list[TrainEvent] = []
-    for ev in trainer.run():
-        events.append(ev)
-        if isinstance(ev, FinishedEvent):
-            return TrainResult(ev.checkpoint, events)
-    raise RuntimeError("training ended without a FinishedEvent")  # pragma: no cover

@@ -14,7 +14,6 @@ if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
 
 import zarr
 
-from scribble_unet._napari._controller import controller_for
 from scribble_unet.inference.predict import predict_lazy
 from scribble_unet.model.checkpoint import Checkpoint
 from scribble_unet.model.normalize import Normalization
@@ -22,15 +21,14 @@ from scribble_unet.model.unet import ModelConfig, build_model
 
 pytestmark = pytest.mark.gui
 PLUGIN = "napari-scribble-unet"
-WIDGETS = ["Scribble U-Net", "Data", "Train", "Predict", "Export"]
 
 
-@pytest.mark.parametrize("name", WIDGETS)
-def test_each_widget_is_added_through_the_manifest(make_napari_viewer, name: str) -> None:
+def test_the_widget_is_added_through_the_manifest(make_napari_viewer) -> None:
     viewer = make_napari_viewer()
-    dock, widget = viewer.window.add_plugin_dock_widget(PLUGIN, name)
+    dock, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Scribble U-Net")
     assert widget is not None and dock is not None
-    assert controller_for(viewer).viewer is viewer
+    assert widget.controller.viewer is viewer
+    assert [widget.tabs.tabText(i) for i in range(widget.tabs.count())] == ["Data", "Train", "Predict", "Export"]
 
 
 def _paint_nuclei_scribbles(layer, instances: np.ndarray) -> None:
@@ -88,7 +86,7 @@ def test_end_to_end_paint_train_predict_export(make_napari_viewer, qtbot, tmp_pa
     out = tmp_path / "export.zarr"
     main.export.path_edit.setText(str(out))
     states: list[str] = []
-    ctrl.export_state.connect(states.append)
+    ctrl.state.export.events.state.connect(lambda state: states.append(state.value))
     main.export.export()
     qtbot.waitUntil(lambda: "done" in states, timeout=120_000)
     mask = zarr.open_group(out, mode="r")["labels/mask/0"][:]
@@ -124,8 +122,8 @@ def test_large_sample_predicts_only_the_zoomed_in_view(make_napari_viewer, qtbot
     ctrl.set_image_layer(image)
     ctrl.open_project(tmp_path / "big")
     assert ctrl.scribble_layer.data.shape == (4096, 4096)  # a window, not a 65536² plane
-    viewer.camera.center = (40000, 30000)
-    viewer.camera.zoom = 4.0
+    viewer.scene.camera.center = (40000, 30000)
+    viewer.scene.camera.zoom = 4.0
     ckpt = Checkpoint.from_model(build_model(ModelConfig(depth=2, width=4, norm="none"), seed=0),
                                  Normalization(low=(400.0,), high=(4200.0,)))
     ctrl.set_checkpoint(ckpt)
@@ -163,11 +161,11 @@ def test_closing_the_viewer_stops_workers_quickly(make_napari_viewer, qtbot, tmp
     ctrl.start_training(ModelConfig(depth=2, width=4), TrainConfig(steps=100000, checkpoint_every=5,
                                                                   validate_every=0, device="cpu", tile=64))
     qtbot.waitUntil(lambda: ctrl.live is not None and ctrl.live.computed >= 1, timeout=120_000)
-    assert not ctrl._train_done.is_set() and not ctrl._live_done.is_set()
+    assert not ctrl.training_job.done.is_set() and not ctrl.live_job.done.is_set()
     t0 = time.perf_counter()
     viewer.close()  # as the user closing the window
-    assert ctrl._closed
-    assert ctrl._train_done.wait(2.0) and ctrl._live_done.wait(0.1)
+    assert ctrl.closed
+    assert ctrl.training_job.done.wait(2.0) and ctrl.live_job.done.wait(0.1)
     assert time.perf_counter() - t0 < 2.0
     from qtpy.QtCore import QThreadPool
 
@@ -176,7 +174,7 @@ def test_closing_the_viewer_stops_workers_quickly(make_napari_viewer, qtbot, tmp
 
 def test_large_sample_draws_scribbles_outside_the_window_when_zoomed_out(make_napari_viewer, qtbot,
                                                                         tmp_path) -> None:
-    from scribble_unet._napari._controller import OVERVIEW_LAYER
+    from scribble_unet._napari._layers import OVERVIEW_LAYER
     from scribble_unet.scribbles.project import Project
 
     # A stroke made earlier, far from where the paintable window will open (the image's centre).
@@ -214,8 +212,8 @@ def test_large_sample_draws_scribbles_outside_the_window_when_zoomed_out(make_na
     qtbot.waitUntil(lambda: not (shown()[1] == 3).any(), timeout=3000)
     assert store[row, ox + 1500] == 0
     # Zoomed in at full resolution on the old stroke, the window moves there and holds it.
-    viewer.camera.zoom = 1.0
-    viewer.camera.center = (60002, 4000)
+    viewer.scene.camera.zoom = 1.0
+    viewer.scene.camera.center = (60002, 4000)
     qtbot.waitUntil(lambda: ctrl.scribble_layer.data.origin[0] <= 60001 < ctrl.scribble_layer.data.origin[0] + 4096,
                     timeout=3000)
     wy, wx = ctrl.scribble_layer.data.origin

@@ -13,7 +13,7 @@ from skimage.draw import disk
 from scribble_unet.errors import ScribbleUNetError
 from scribble_unet.training.simulate import simulate_scribbles
 
-NUCLEI = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dsb2018_nuclei_512.npz"
+NUCLEI = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "dsb2018_nuclei_512.npz"
 
 
 def disc_instances(size: int = 128, n: int = 12, seed: int = 0) -> np.ndarray:

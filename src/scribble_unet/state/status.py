@@ -1,0 +1,107 @@
+"""Evented status records of the viewer's work (psygnal evented dataclasses, enum states).
+
+Each record is a dataclass with psygnal's ``SignalGroupDescriptor`` as ``events`` (what
+``@psygnal.evented`` adds, spelled out so that type checkers see it): each field change emits
+``record.events.<field>`` with the new value (only when the value changes). Workers never touch
+these records: the controller updates them on the main thread from the events the workers
+yield, so a widget's handler always runs on the main thread.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import ClassVar
+
+from psygnal import SignalGroupDescriptor
+
+
+class TrainingState(str, Enum):
+    """Where training is."""
+
+    IDLE = "idle"
+    RUNNING = "running"
+    PAUSED = "paused"
+
+
+class ExportState(str, Enum):
+    """Where the export is; the last three are how it ended."""
+
+    IDLE = "idle"
+    RUNNING = "running"
+    CANCELLED = "cancelled"
+    DONE = "done"
+    FAILED = "failed"
+
+
+@dataclass
+class SessionStatus:
+    """The image, the project and the class names the user works with, and a status line."""
+
+    events: ClassVar[SignalGroupDescriptor] = SignalGroupDescriptor()
+
+    image: str | None = None
+    project: str | None = None
+    class_names: tuple[str, ...] = ("object",)
+    message: str = ""
+
+
+@dataclass
+class TrainingStatus:
+    """Training progress.
+
+    ``step`` changes on every training step (after ``loss`` and ``elapsed``), so listening to
+    ``events.step`` sees every step; ``iou`` is ``(step, mean object IoU on held-out strokes)``.
+    """
+
+    events: ClassVar[SignalGroupDescriptor] = SignalGroupDescriptor()
+
+    state: TrainingState = TrainingState.IDLE
+    max_steps: int | None = None
+    step: int = 0
+    loss: float | None = None
+    elapsed: float = 0.0
+    iou: tuple[int, float] | None = None
+    message: str = ""
+
+
+@dataclass
+class PredictionStatus:
+    """The model the live prediction uses and how far it got in the field of view.
+
+    ``computed`` grows by one per chunk computed (``last_chunk``, ``pending`` and
+    ``computed_for_model`` are set just before); ``computed_for_model`` counts the chunks computed
+    with the current model, ``pending`` those in view still waiting for it.
+    """
+
+    events: ClassVar[SignalGroupDescriptor] = SignalGroupDescriptor()
+
+    tile: int = 512
+    model_token: str | None = None
+    model_steps: int | None = None
+    computed_for_model: int = 0
+    pending: int = 0
+    last_chunk: tuple[int, int] | None = None
+    computed: int = 0
+
+
+@dataclass
+class ExportStatus:
+    """Export progress in chunks; ``message`` says how the last export ended."""
+
+    events: ClassVar[SignalGroupDescriptor] = SignalGroupDescriptor()
+
+    state: ExportState = ExportState.IDLE
+    done: int = 0
+    total: int = 0
+    message: str = ""
+
+
+@dataclass
+class WorkflowState:
+    """Everything the widgets show, one record per part of the work."""
+
+    session: SessionStatus = field(default_factory=SessionStatus)
+    training: TrainingStatus = field(default_factory=TrainingStatus)
+    prediction: PredictionStatus = field(default_factory=PredictionStatus)
+    export: ExportStatus = field(default_factory=ExportStatus)

@@ -1,0 +1,42 @@
+"""What a training run checks and loads before its first step: classes painted, initial model."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ..classes import FIRST_CLASS, LabelScheme
+from ..errors import ScribbleUNetError
+from ..model.checkpoint import Checkpoint
+from ..model.unet import ModelConfig, UNet
+
+
+def config_for_init(init: Checkpoint, class_names: Sequence[str] | None = None) -> ModelConfig:
+    """The model configuration to fine-tune ``init``: its architecture, with ``class_names`` if given."""
+    c = init.config
+    names = tuple(class_names) if class_names else c.class_names
+    return ModelConfig(depth=c.depth, width=c.width, in_channels=c.in_channels, n_classes=len(names),
+                       class_names=names, norm=c.norm)
+
+
+def check_classes_painted(counts: dict[int, int], class_names: Sequence[str]) -> None:
+    """Refuse label sets a model cannot learn from: nothing painted, or only one side painted."""
+    objects = LabelScheme(class_names).values_text()
+    if not counts:
+        raise ScribbleUNetError(
+            f"the scribbles have no labelled pixel; paint some background (value 1) and some objects ({objects})"
+        )
+    if 1 not in counts:
+        raise ScribbleUNetError("only objects are painted; paint some background (value 1) as well")
+    if not any(v >= FIRST_CLASS for v in counts):
+        raise ScribbleUNetError(f"only background is painted; paint some objects ({objects}) as well")
+
+
+def _load_init(model: UNet, init: Checkpoint) -> bool:
+    """Copy ``init``'s weights into ``model``; returns True when the head was kept new (other classes)."""
+    if init.config.n_classes == model.config.n_classes:
+        model.load_state_dict(init.state_dict)
+        return False
+    state = {k: v for k, v in init.state_dict.items() if not k.startswith("head.")}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    assert not unexpected and all(k.startswith("head.") for k in missing), (missing, unexpected)
+    return True
