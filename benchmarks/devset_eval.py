@@ -249,6 +249,10 @@ def train_unet(api: SimpleNamespace, image: np.ndarray, labels: np.ndarray, args
         "predict_s": round(time.perf_counter() - t0, 2),
         "tile": int(trainer.tile),
     }
+    p = probs[0].astype(np.float64)
+    fg = p > 0.5
+    # the model's own expected IoU of its mask, if its probabilities were calibrated
+    stats["self_iou"] = round(float(p[fg].sum() / max(fg.sum() + p[~fg].sum(), 1e-9)), 4)
     val = (finished.checkpoint.training.get("val_iou") or {}).get("object")
     stats["stroke_iou"] = None if val is None else round(float(val), 4)  # what train/the plot show
     choice = getattr(trainer, "scale_choice", None)
