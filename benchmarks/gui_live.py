@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gui_responsiveness import StallMeter, _run_until
+from gui_responsiveness import HandlerTimer, StallMeter, _run_until
 
 PLUGIN = "napari-scribble-unet"
 CANVAS = (1080, 1920)
@@ -123,6 +123,11 @@ def main() -> None:
     _, main_widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Scribble U-Net")
     ctrl = main_widget.controller
     _run_until(lambda: False, 1.0)
+    # A canvas of 1920x1080 next to the dock (use an Xvfb screen larger than that, e.g. 2560x1440).
+    win = viewer.window._qt_window
+    ch0, cw0 = (int(v) for v in viewer.canvas.size)
+    win.resize(win.width() + CANVAS[1] - cw0, win.height() + CANVAS[0] - ch0)
+    _run_until(lambda: False, 1.0)
     meter = StallMeter(args.tick_ms)
     meter.start()
     t_open = time.perf_counter()
@@ -159,6 +164,11 @@ def main() -> None:
         redraws.append((time.perf_counter(), live.computed if live else 0, live.missing() if live else -1))
 
     ctrl.prediction.refresh = timed_refresh  # type: ignore[method-assign]
+    handlers = HandlerTimer()
+    for name in ("_on_train_event", "_on_live_chunk", "refresh_view", "set_checkpoint"):
+        handlers.wrap(ctrl, name)
+    handlers.wrap(ctrl.live_view, "redraw")
+    handlers.wrap(ctrl.live_view, "_redraw_uncertainty")
 
     meter.lateness.clear()
     meter.big.clear()
@@ -220,6 +230,9 @@ def main() -> None:
         "first_prediction_s": round(first[0] - t_train, 2) if first else None,
         "max_stall_ms": round(busy["max_ms"], 1), "p99_stall_ms": round(busy["p99_ms"], 1),
         "stalls_over_100ms": busy["over_100ms"], "worst_stall_at_s": busy["worst_at_s"],
+        "handlers": handlers.summary(),
+        "stalls": [{"at_s": round(a - t_train, 2), "ms": round(1000 * late), "during": handlers.during(a, b)}
+                   for a, b, late in meter.big[:10]],
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
     res["targets"] = {
