@@ -112,8 +112,9 @@ def test_live_prediction_computes_only_wanted_chunks_and_matches_lazy() -> None:
     image = (np.random.default_rng(0).random((300, 260)) * 4000).astype(np.uint16)
     ckpt = _tiny_checkpoint()
     from scribble_unet.image import open_image
+    from scribble_unet.inference.schedule import MachineScheduler
 
-    live = LivePrediction(open_image(image), tile=64)
+    live = LivePrediction(open_image(image), tile=64, scheduler=MachineScheduler(refresh_every_s=0))
     live.set_checkpoint(ckpt)
     live.request(70, 100, 130, 140)  # touches chunks (1, 2) and (1, 2)... only row 1, col 2
     gen = live.run()

@@ -17,10 +17,12 @@ from typing import Any
 from ..errors import ScribbleUNetError
 from ..image import ImageSource, open_image
 from ..inference.live import DEFAULT_LIVE_TILE, LivePrediction
+from ..inference.schedule import MachineScheduler
 from ..scribbles.project import Project, ScribbleOverview
 from ..state import ExportState, TrainingState, WorkflowState
 from ..state.viewport import Box, visible_region, worth_predicting
 from ._layers import Placement, PredictionLayer, ScribbleLayers, camera, canvas_size
+from ._live_view import LiveView
 from ._notify import notify_error, notify_info, plain
 from ._workers import Job, Progress, callback_events, training_events
 
@@ -65,8 +67,10 @@ class Controller:
         self.checkpoint_path: Path | None = None
         self.live: LivePrediction | None = None
         self.trainer: Any = None
+        self.scheduler = MachineScheduler()
         self.scribbles = ScribbleLayers(self.viewer, self._on_scribble_write)
         self.prediction = PredictionLayer(self.viewer)
+        self.live_view = LiveView(self)
         self.training_job: Job[Any, None] = Job("training")
         self.live_job: Job[tuple[int, int], None] = Job("live prediction")
         self.export_job: Job[Progress, Any] = Job("export")
@@ -168,6 +172,7 @@ class Controller:
         self.state.session.class_names = tuple(self.class_names)
 
     def _on_scribble_write(self, region: Box) -> None:
+        self.scheduler.interacted()
         if self.trainer is not None:
             self.trainer.scribbles_changed(region)
         self.scribbles.invalidate(region)
@@ -182,6 +187,7 @@ class Controller:
                               self.placement.scale, self.placement.world((0.0, 0.0)), self.source.shape_yx)
 
     def _on_camera(self, event: Any = None) -> None:
+        self.scheduler.interacted()
         if self._view_timer is None:
             from qtpy.QtCore import QTimer
 
@@ -199,9 +205,12 @@ class Controller:
         if region is None:
             return
         self.scribbles.follow(region, self.placement)
-        # Zoomed far out, the view would span thousands of chunks: show what is cached instead.
-        if self.live is not None and worth_predicting(region, self.state.prediction.tile):
-            self.live.request(*region)
+        # Zoomed far out, the view would span thousands of chunks: show what is cached instead,
+        # and compute nothing (not even the last small view, which is off screen now).
+        zoomed_out = self.state.prediction.zoomed_out = not worth_predicting(region, self.state.prediction.tile)
+        if self.live is not None:
+            self.live.clear_request() if zoomed_out else self.live.request(*region)
+            self._show_prediction_status()
 
     # ------------------------------------------------------------------ model and prediction
     def load_model(self, path: str | Path) -> None:
@@ -234,6 +243,7 @@ class Controller:
         status = self.state.prediction
         if self.live is not None:
             status.pending = self.live.pending()
+            status.missing = self.live.missing()
             status.computed_for_model = self.live.computed_for_token
         for name, value in fields.items():
             setattr(status, name, value)
@@ -248,7 +258,7 @@ class Controller:
         """
         assert self.source is not None
         if self.live is None:
-            self.live = LivePrediction(self.source, tile=self.state.prediction.tile)
+            self.live = LivePrediction(self.source, tile=self.state.prediction.tile, scheduler=self.scheduler)
         if not self.prediction.shows(self.live):
             added = self.prediction.show(self.live, self.source.shape_yx, self.placement, self.class_names)
             if added:
@@ -265,7 +275,7 @@ class Controller:
     def _on_live_chunk(self, chunk: tuple[int, int]) -> None:
         if self.closed:
             return
-        self.prediction.refresh()
+        self.live_view.chunk_arrived()  # redrawn in batches: a redraw costs tens of ms of GUI time
         self._show_prediction_status(last_chunk=chunk)
 
     def _on_live_finished(self) -> None:
@@ -294,6 +304,7 @@ class Controller:
 
         def publish(trainer: Trainer) -> None:
             self.trainer = trainer
+            self.scheduler.attach_trainer(trainer)
             if self._stop_requested:
                 trainer.stop()
 
@@ -307,12 +318,12 @@ class Controller:
 
     def pause_training(self) -> None:
         if self.trainer is not None and self.is_training:
-            self.trainer.pause()
+            self.scheduler.set_user_paused(True)
             self.state.training.state = TrainingState.PAUSED
 
     def resume_training(self) -> None:
         if self.trainer is not None and self.is_training:
-            self.trainer.resume()
+            self.scheduler.set_user_paused(False)
             self.state.training.state = TrainingState.RUNNING
 
     def stop_training(self) -> None:
@@ -350,6 +361,7 @@ class Controller:
         notify_error(f"training stopped: {plain(e)}")
 
     def _on_train_finished(self) -> None:
+        self.scheduler.attach_trainer(None)
         self.state.training.state = TrainingState.IDLE
 
     def save_model(self, path: str | Path) -> Path:
@@ -419,10 +431,11 @@ class Controller:
         self._export_cancel.set()
         if self._view_timer is not None:
             self._view_timer.stop()
+        self.live_view.close()
         self.scribbles.close()
         deadline = time.monotonic() + timeout
         ok = True
-        for job in (self.training_job, self.live_job, self.export_job):
+        for job in (self.training_job, self.live_job, self.export_job, self.live_view.objects_job):
             ok &= job.wait(deadline - time.monotonic())
         try:
             cam = camera(self.viewer)

@@ -1,18 +1,22 @@
 """Live prediction of the visible field of view, chunk by chunk, with a cache keyed by the model.
 
-:class:`LivePrediction` holds the wanted chunks (the latest view first, nearest the view's centre
-first) and a cache of computed chunk masks. :meth:`LivePrediction.run` is a generator meant for a
-background thread: it computes one wanted chunk at a time and yields its index. The display arrays
-(:class:`CachedMaskLevel`) show whatever the cache holds, at any pyramid level, and zeros elsewhere,
-so zooming out shows what has been computed without computing anything. No Qt here.
+:class:`LivePrediction` holds the wanted chunks (those of the latest view, nearest its centre
+first) and a cache of computed chunks: for each, the model token, the mask and the uncertainty
+(:func:`~.uncertainty.uncertainty_from_probabilities`, quantised to ``0..255``), both from ONE
+network pass. :meth:`LivePrediction.run` is a generator meant for a background thread: it asks the
+:class:`~.schedule.MachineScheduler` when to compute, computes one chunk at a time and yields its
+index. The display arrays (:class:`CachedLevel`) show whatever the cache holds, at any pyramid
+level, and 0 elsewhere, so zooming out shows what has been computed without computing anything.
+No Qt here.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -20,9 +24,29 @@ from ..image import ImageSource
 from ..image.levels import LevelArray
 from ..model.checkpoint import Checkpoint
 from .predict import ChunkPredictor
+from .probabilities import probabilities_to_mask
+from .schedule import MachineScheduler
+from .uncertainty import uncertainty_from_probabilities
 
 DEFAULT_LIVE_TILE = 512
-MAX_CACHED_CHUNKS = 2048  # 512 MiB of uint8 masks at 512²: the oldest are dropped beyond this
+MAX_CACHED_CHUNKS = 2048  # 1 GiB of uint8 masks + uncertainties at 512²: the oldest are dropped beyond this
+UNCERTAINTY_LEVELS = 255
+"""The cached uncertainty ``u`` in [0, 1] is stored as ``round(u * 255)`` (uint8)."""
+
+Box = tuple[int, int, int, int]
+
+
+class Chunk(NamedTuple):
+    """One computed chunk: the model's token, its mask and its quantised uncertainty."""
+
+    token: str
+    mask: np.ndarray
+    uncertainty: np.ndarray
+
+
+def quantise_uncertainty(u: np.ndarray) -> np.ndarray:
+    """``round(u * 255)`` as uint8 (what the live cache and the uncertainty layer hold)."""
+    return np.rint(np.clip(u, 0.0, 1.0) * UNCERTAINTY_LEVELS).astype(np.uint8)
 
 
 class LivePrediction:
@@ -34,18 +58,25 @@ class LivePrediction:
         The image.
     tile
         Side of a prediction chunk (rounded to the model's grid).
+    scheduler
+        Who runs when (training or the view); a fresh one if not given.
     """
 
-    def __init__(self, source: ImageSource, tile: int = DEFAULT_LIVE_TILE) -> None:
+    def __init__(self, source: ImageSource, tile: int = DEFAULT_LIVE_TILE,
+                 scheduler: MachineScheduler | None = None) -> None:
         self.source = source
         self.tile = tile
+        self.scheduler = scheduler or MachineScheduler()
         self.predictor: ChunkPredictor | None = None
         self.token: str | None = None
-        # (iy, ix) -> (token, mask); chunk bounds come from self.grid.
-        self.cache: OrderedDict[tuple[int, int], tuple[str, np.ndarray]] = OrderedDict()
+        self._newest: Checkpoint | None = None  # the newest model given; taken per the schedule
+        self._adopted_at = -float("inf")
+        self.cache: OrderedDict[tuple[int, int], Chunk] = OrderedDict()
         self.wanted: list[tuple[int, int]] = []
+        self._region: Box | None = None
         self.computed = 0  # chunks computed since creation (for tests and the status line)
         self.computed_for_token = 0
+        self.requested: list[tuple[int, int]] = []  # every chunk started, in order (tests, benchmarks)
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self.running = threading.Event()
@@ -54,18 +85,32 @@ class LivePrediction:
     def grid(self) -> Any:
         return None if self.predictor is None else self.predictor.grid
 
+    @property
+    def newest_token(self) -> str | None:
+        return None if self._newest is None else self._newest.token
+
     def set_checkpoint(self, checkpoint: Checkpoint) -> None:
-        """Predict with ``checkpoint`` from now on; cached chunks of older models are recomputed."""
-        if checkpoint.token == self.token and self.predictor is not None and self.predictor.grid.tile == self.tile:
-            return  # the same weights (e.g. the final checkpoint after the last periodic one)
-        predictor = ChunkPredictor(checkpoint, self.source, tile=self.tile, device="cpu")
+        """A newer model: taken at once for the first model, else when the schedule allows."""
         with self._cond:
-            if self.predictor is not None and predictor.grid.tile != self.predictor.grid.tile:
-                self.cache.clear()  # another grid: old chunks no longer line up
-            self.predictor = predictor
-            self.token = checkpoint.token
-            self.computed_for_token = 0
+            self._newest = checkpoint
+            if self.predictor is None or self.predictor.grid.tile != self.tile:
+                self._adopt()
             self._cond.notify_all()
+
+    def _adopt(self) -> None:
+        """Predict with the newest model from now on (cached chunks become stale, stay shown)."""
+        ckpt = self._newest
+        if ckpt is None or (ckpt.token == self.token and self.predictor is not None
+                            and self.predictor.grid.tile == self.tile):
+            return
+        predictor = ChunkPredictor(ckpt, self.source, tile=self.tile, device="cpu")
+        if self.predictor is not None and predictor.grid.tile != self.predictor.grid.tile:
+            self.cache.clear()  # another grid: old chunks no longer line up
+        self.predictor = predictor
+        self.token = ckpt.token
+        self.computed_for_token = 0
+        self._adopted_at = self.scheduler.clock()
+        self._update_wanted()
 
     def request(self, y0: int, y1: int, x0: int, x1: int) -> None:
         """Want the chunks of region ``[y0:y1, x0:x1]`` (replacing the previous request)."""
@@ -74,9 +119,16 @@ class LivePrediction:
             self._update_wanted()
             self._cond.notify_all()
 
+    def clear_request(self) -> None:
+        """Want nothing (the view is zoomed out too far, or elsewhere): nothing off screen is computed."""
+        with self._cond:
+            self._region = None
+            self.wanted = []
+            self._cond.notify_all()
+
     def _update_wanted(self) -> None:
         grid = self.grid
-        region = getattr(self, "_region", None)
+        region = self._region
         if grid is None or region is None:
             self.wanted = []
             return
@@ -87,20 +139,40 @@ class LivePrediction:
         chunks.sort(key=lambda c: (c[0] * t + t / 2 - cy) ** 2 + (c[1] * t + t / 2 - cx) ** 2)
         self.wanted = chunks
 
-    def _next(self) -> tuple[int, int] | None:
+    def _next(self) -> tuple[tuple[int, int], bool] | None:
+        """The next chunk and whether it is urgent: missing ones first, then stale ones."""
         if self.predictor is None:
             return None
-        self._update_wanted()
+        interacting = self.scheduler.interacting()
+        stale = None
         for c in self.wanted:
             hit = self.cache.get(c)
-            if hit is None or hit[0] != self.token:
-                return c
-        return None
+            if hit is None:
+                return c, True
+            if stale is None and hit.token != self.token:
+                stale = c
+        return None if stale is None else (stale, interacting)
+
+    def _maybe_adopt(self) -> None:
+        newest = self._newest
+        if newest is None or newest.token == self.token:
+            return
+        sched = self.scheduler
+        pass_done = all((hit := self.cache.get(c)) is not None and hit.token == self.token for c in self.wanted)
+        due = sched.clock() - self._adopted_at >= sched.refresh_every_s
+        if sched.interacting() or (pass_done and due):
+            self._adopt()
+
+    def missing(self) -> int:
+        """Wanted chunks with no prediction at all (blank on screen)."""
+        with self._cond:
+            return sum(1 for c in self.wanted if c not in self.cache)
 
     def pending(self) -> int:
-        """Wanted chunks not yet computed with the current model."""
+        """Wanted chunks not yet computed with the newest model."""
         with self._cond:
-            return sum(1 for c in self.wanted if self.cache.get(c, ("", None))[0] != self.token)
+            newest = self.newest_token
+            return sum(1 for c in self.wanted if (hit := self.cache.get(c)) is None or hit.token != newest)
 
     def stop(self) -> None:
         """Ask :meth:`run` to return (after the chunk in flight)."""
@@ -108,48 +180,83 @@ class LivePrediction:
         with self._cond:
             self._cond.notify_all()
 
+    def _wait(self, seconds: float) -> None:
+        self.scheduler.hold_training(False)
+        self._cond.wait(timeout=seconds)
+
     def run(self) -> Iterator[tuple[int, int]]:
-        """Compute wanted chunks forever (until :meth:`stop`), yielding each finished chunk's index."""
+        """Compute wanted chunks until :meth:`stop`, as the schedule says; yields each finished index."""
         self.running.set()
+        sched = self.scheduler
         try:
             while not self._stop.is_set():
                 with self._cond:
-                    job = self._next()
-                    if job is None:
-                        self._cond.wait(timeout=0.2)
+                    if sched.live_paused:
+                        self._wait(0.2)
+                        continue
+                    self._maybe_adopt()
+                    nxt = self._next()
+                    if nxt is None:
+                        self._wait(0.2)
+                        continue
+                    job, urgent = nxt
+                    if not urgent and (delay := sched.idle_wait()) > 0:
+                        self._wait(min(delay, 0.2))
                         continue
                     predictor, token = self.predictor, self.token
+                    self.requested.append(job)
+                sched.hold_training(True)
                 assert predictor is not None and token is not None
-                mask = predictor.mask(*job)
+                t0 = time.perf_counter()
+                prob = predictor.probabilities(*job)
+                chunk = Chunk(token, probabilities_to_mask(prob), quantise_uncertainty(uncertainty_from_probabilities(prob)))
+                sched.chunk_done(time.perf_counter() - t0, urgent)
+                if not urgent:
+                    sched.hold_training(False)
                 with self._cond:
-                    if token != self.token:
-                        continue  # the model changed meanwhile: this result is stale
-                    self.cache[job] = (token, mask)
+                    hit = self.cache.get(job)
+                    if token != self.token and hit is not None and hit.token == self.token:
+                        continue  # a newer model was taken meanwhile and its result is already shown
+                    self.cache[job] = chunk
                     self.cache.move_to_end(job)
                     while len(self.cache) > MAX_CACHED_CHUNKS:
                         self.cache.popitem(last=False)
                     self.computed += 1
-                    self.computed_for_token += 1
+                    if token == self.token:
+                        self.computed_for_token += 1
                 yield job
         finally:
+            sched.hold_training(False)
             self.running.clear()
 
-    def levels(self, n_levels: int) -> list[CachedMaskLevel]:
-        """Display arrays of the cached masks at levels ``0 .. n_levels - 1`` (factor 2 each)."""
-        return [CachedMaskLevel(self, lvl) for lvl in range(n_levels)]
+    def levels(self, n_levels: int, field: str = "mask") -> list[CachedLevel]:
+        """Display arrays of the cached ``field`` ("mask" or "uncertainty") at levels ``0 .. n_levels - 1``."""
+        return [CachedLevel(self, lvl, field) for lvl in range(n_levels)]
+
+    def snapshot(self) -> tuple[Any, dict[tuple[int, int], Chunk]]:
+        """The grid and a copy of the cache (for readers on other threads)."""
+        with self._cond:
+            return self.grid, dict(self.cache)
+
+    def read(self, y0: int, y1: int, x0: int, x1: int, field: str = "mask") -> np.ndarray:
+        """Full-resolution ``field`` of a region from the cache (0 where nothing was computed)."""
+        return CachedLevel(self, 0, field)[y0:y1, x0:x1]
 
 
-class CachedMaskLevel(LevelArray):
-    """A read-only array ``(Y_l, X_l)`` of the cached prediction at pyramid level ``level``.
+class CachedLevel(LevelArray):
+    """A read-only array ``(Y_l, X_l)`` of the cached mask or uncertainty at pyramid level ``level``.
 
     Pixel ``(y, x)`` of level ``l`` is full-resolution pixel ``(y * 2**l, x * 2**l)`` of the cache,
     0 where nothing was computed. Implements what napari needs of a layer's data (``shape``,
-    ``dtype``, ``ndim``, ``__getitem__``).
+    ``dtype``, ``ndim``, ``__getitem__``). Only the chunks the request touches are looked up.
     """
 
-    def __init__(self, live: LivePrediction, level: int) -> None:
+    def __init__(self, live: LivePrediction, level: int, field: str = "mask") -> None:
         super().__init__(live.source.shape_yx, level)
+        if field not in ("mask", "uncertainty"):
+            raise ValueError(f"field must be 'mask' or 'uncertainty', got {field!r}")
         self.live = live
+        self.field = field
 
     def __getitem__(self, key: Any) -> np.ndarray:
         if not isinstance(key, tuple):
@@ -162,21 +269,21 @@ class CachedMaskLevel(LevelArray):
         out = np.zeros((rows.size, cols.size), np.uint8)
         f = 2**self.level
         ry, rx = rows * f, cols * f  # full-resolution coordinates of the requested pixels
-        live = self.live
-        with live._cond:
-            grid = live.grid
-            items = list(live.cache.items()) if grid is not None else []
-        if items and rows.size and cols.size:
+        grid, cache = self.live.snapshot()
+        if cache and rows.size and cols.size:
             t = grid.tile
             by, bx = ry // t, rx // t
-            for (iy, ix), (_token, mask) in items:
-                sel_r = np.nonzero(by == iy)[0]
-                if sel_r.size == 0:
-                    continue
-                sel_c = np.nonzero(bx == ix)[0]
-                if sel_c.size == 0:
-                    continue
-                out[np.ix_(sel_r, sel_c)] = mask[np.ix_(ry[sel_r] - iy * t, rx[sel_c] - ix * t)]
+            col_sel = {ix: np.nonzero(bx == ix)[0] for ix in np.unique(bx).tolist()}
+            for iy in np.unique(by).tolist():
+                sel_r = None
+                for ix, sel_c in col_sel.items():
+                    hit = cache.get((iy, ix))
+                    if hit is None:
+                        continue
+                    if sel_r is None:
+                        sel_r = np.nonzero(by == iy)[0]
+                    src = hit.mask if self.field == "mask" else hit.uncertainty
+                    out[np.ix_(sel_r, sel_c)] = src[np.ix_(ry[sel_r] - iy * t, rx[sel_c] - ix * t)]
         if scalar_r and scalar_c:
             return out[0, 0]
         if scalar_r:
@@ -184,3 +291,6 @@ class CachedMaskLevel(LevelArray):
         if scalar_c:
             return out[:, 0]
         return out
+
+
+CachedMaskLevel = CachedLevel  # the name earlier versions used

@@ -71,7 +71,10 @@ class PredictionStatus:
 
     ``computed`` grows by one per chunk computed (``last_chunk``, ``pending`` and
     ``computed_for_model`` are set just before); ``computed_for_model`` counts the chunks computed
-    with the current model, ``pending`` those in view still waiting for it.
+    with the current model, ``pending`` those in view still waiting for it, ``missing`` those in
+    view with no prediction at all. ``live_paused``: the user paused the live view;
+    ``zoomed_out``: the view spans too many chunks to compute, only what is cached is shown;
+    ``objects``: what the objects layer shows (and how exact it is).
     """
 
     events: ClassVar[SignalGroupDescriptor] = SignalGroupDescriptor()
@@ -83,6 +86,10 @@ class PredictionStatus:
     pending: int = 0
     last_chunk: tuple[int, int] | None = None
     computed: int = 0
+    live_paused: bool = False
+    missing: int = 0
+    zoomed_out: bool = False
+    objects: str = ""
 
 
 @dataclass

@@ -1,0 +1,136 @@
+"""The live view in a real napari viewer: uncertainty and objects layers, the pause control, the
+zoomed-out view and the scheduler's priority (needs a display: run under xvfb-run)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+pytest.importorskip("pytestqt")
+if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+    pytest.skip("no display: run under xvfb-run", allow_module_level=True)
+
+from scribble_unet.inference.instances import instance_labels
+from scribble_unet.inference.live import quantise_uncertainty
+from scribble_unet.inference.predict import predict_array
+from scribble_unet.inference.uncertainty import uncertainty_from_probabilities
+from scribble_unet.model.checkpoint import Checkpoint
+from scribble_unet.model.normalize import Normalization
+from scribble_unet.model.unet import ModelConfig, build_model
+
+pytestmark = pytest.mark.gui
+PLUGIN = "napari-scribble-unet"
+
+
+class FakeTrainer:
+    def __init__(self) -> None:
+        self.paused = False
+
+    def pause(self) -> None:
+        self.paused = True
+
+    def resume(self) -> None:
+        self.paused = False
+
+
+def _checkpoint_with_objects(image: np.ndarray) -> Checkpoint:
+    """A small untrained model whose head is shifted so that about 15 % of the image is foreground."""
+    import torch
+
+    model = build_model(ModelConfig(depth=2, width=4, norm="none"), seed=0)
+    norm = Normalization(low=(float(np.percentile(image, 1)),), high=(float(np.percentile(image, 99.5)),))
+    prob, _ = predict_array(Checkpoint.from_model(model, norm), image)
+    p = np.clip(prob[0], 1e-6, 1 - 1e-6)
+    head = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)][-1]
+    with torch.no_grad():
+        head.bias -= float(np.percentile(np.log(p / (1 - p)), 85))
+    return Checkpoint.from_model(model, norm)
+
+
+def test_uncertainty_and_objects_layers_match_the_core_functions(make_napari_viewer, qtbot, tmp_path) -> None:
+    viewer = make_napari_viewer()
+    viewer.open_sample(PLUGIN, "nuclei-dsb2018")
+    _, main = viewer.window.add_plugin_dock_widget(PLUGIN, "Scribble U-Net")
+    ctrl = main.controller
+    ctrl.set_image_layer(viewer.layers["nuclei (DSB 2018)"])
+    ctrl.open_project(tmp_path / "p")
+    image = np.asarray(viewer.layers["nuclei (DSB 2018)"].data)
+    ckpt = _checkpoint_with_objects(image)
+    ctrl.set_live_tile(128)
+    viewer.reset_view()
+    ctrl.set_checkpoint(ckpt)
+    qtbot.waitUntil(lambda: ctrl.live.pending() == 0 and len(ctrl.live.wanted) == 16, timeout=60_000)
+    prob, mask = predict_array(ckpt, image)
+
+    main.predict.uncertainty_check.setChecked(True)
+    layer = viewer.layers["uncertainty"]
+    shown = np.asarray(layer.data[:, :])
+    assert np.array_equal(shown, quantise_uncertainty(uncertainty_from_probabilities(prob)))
+    assert np.abs(shown / 255 - uncertainty_from_probabilities(prob)).max() <= 0.5 / 255 + 1e-6
+
+    main.predict.diameter_spin.setValue(12.0)
+    main.predict.split_check.setChecked(True)
+    main.predict.objects_check.setChecked(True)
+    qtbot.waitUntil(lambda: "objects" in viewer.layers and "split" in ctrl.state.prediction.objects,
+                    timeout=60_000)
+    objects = np.asarray(viewer.layers["objects"].data)
+    assert objects.max() > 10
+    assert np.array_equal(objects, instance_labels(mask, split=True, object_diameter=12.0))
+
+    # "Next region to check": the camera goes to the most uncertain unpainted region.
+    box = main.predict.next_region()
+    y0, y1, x0, x1 = box
+    cy, cx = viewer.scene.camera.center[-2:]
+    assert y0 <= cy <= y1 and x0 <= cx <= x1
+    u = uncertainty_from_probabilities(prob)
+    assert u[y0:y1, x0:x1].mean() >= u.mean()
+
+
+def test_pause_zoom_out_and_priority_on_a_large_image(make_napari_viewer, qtbot, tmp_path) -> None:
+    viewer = make_napari_viewer()
+    viewer.open_sample(PLUGIN, "rare-objects-64k")
+    _, main = viewer.window.add_plugin_dock_widget(PLUGIN, "Scribble U-Net")
+    ctrl = main.controller
+    ctrl.set_image_layer(viewer.layers["rare objects 64k"])
+    ctrl.open_project(tmp_path / "big")
+    trainer = FakeTrainer()
+    ctrl.scheduler.attach_trainer(trainer)  # as training does once its trainer is built
+    viewer.scene.camera.center = (40000, 30000)
+    viewer.scene.camera.zoom = 4.0
+    ckpt = Checkpoint.from_model(build_model(ModelConfig(depth=2, width=4, norm="none"), seed=0),
+                                 Normalization(low=(400.0,), high=(4200.0,)))
+    ctrl.set_checkpoint(ckpt)
+    live = ctrl.live
+    # Priority: the view's chunks are computed first, nearest the centre first, training yielding.
+    qtbot.waitUntil(lambda: live.computed >= 1, timeout=60_000)
+    assert trainer.paused or live.missing() == 0
+    first = live.requested[0]
+    wanted = live.grid.chunks_touching(*ctrl.visible_region())
+    assert first in wanted
+    qtbot.waitUntil(lambda: live.missing() == 0, timeout=120_000)
+    assert set(live.requested) <= set(wanted) and ctrl.scheduler.holds >= 1
+    qtbot.waitUntil(lambda: not trainer.paused, timeout=5_000)  # view complete: training runs again
+
+    # Pausing the live view stops chunk requests, even after a pan.
+    main.predict.pause_button.setChecked(True)
+    assert ctrl.state.prediction.live_paused and "paused" in main.predict.status.text()
+    qtbot.waitUntil(lambda: not ctrl.live_job.running or live.running.is_set(), timeout=1000)
+    n = len(live.requested)
+    viewer.scene.camera.center = (20000, 10000)
+    qtbot.waitUntil(lambda: live.missing() > 0, timeout=5_000)  # the new view is wanted ...
+    qtbot.wait(1500)
+    assert len(live.requested) == n and not trainer.paused  # ... but nothing is computed
+    main.predict.pause_button.setChecked(False)
+    qtbot.waitUntil(lambda: len(live.requested) > n, timeout=60_000)
+
+    # Zoomed out to the whole image: nothing off screen (the last small view) is queued.
+    viewer.reset_view()
+    qtbot.waitUntil(lambda: ctrl.state.prediction.zoomed_out, timeout=5_000)
+    assert live.wanted == [] and live.pending() == 0
+    n = len(live.requested)
+    qtbot.wait(1000)
+    assert len(live.requested) <= n + 1  # at most the chunk that was in flight
+    assert "zoom in" in main.predict.status.text()
