@@ -34,6 +34,7 @@ import numpy as np
 
 from ..errors import ScribbleUNetError
 from ..inference.instances import SplitOptions, label_chunk
+from ..ome.pyramid import nearest_pyramid
 
 INSTANCES_PATH = "labels/instances"
 INSTANCES_PROGRESS = "instances_progress"
@@ -282,27 +283,6 @@ def write_instances(
     return int(np.asarray(table[...]).max()) if table.shape[0] > 1 else 0
 
 
-def _nearest_pyramid(group: Any, name: str, tile: int) -> int:
-    """Nearest-neighbour levels 1, 2, ... of ``group["0"]`` until the largest side fits one tile (as the
-    mask's pyramid in :mod:`.to_zarr`)."""
-    import dask.array as da
-
-    from ..ome import ngff
-
-    level = 0
-    prev = da.from_zarr(group["0"])
-    while max(prev.shape) > tile:
-        level += 1
-        chunks = (min(tile, -(-prev.shape[0] // 2)), min(tile, -(-prev.shape[1] // 2)))
-        nxt = prev[::2, ::2].rechunk(chunks)
-        arr = group.create_array(str(level), shape=nxt.shape, chunks=chunks, dtype=nxt.dtype,
-                                 fill_value=0, overwrite=True)
-        da.store(nxt, arr, lock=False, scheduler="threads")
-        prev = da.from_zarr(arr)
-    group.attrs["multiscales"] = ngff.multiscales(name, "yx", level + 1)
-    return level + 1
-
-
 def _settings(options: SplitOptions | None) -> dict[str, Any]:
     if options is None:
         return {"split": False}
@@ -400,7 +380,7 @@ def instances_to_zarr(
     finally:
         if bar is not None:
             bar.close()
-    _nearest_pyramid(group, "instances", max(chunks))
+    nearest_pyramid(group, "instances", max(chunks))
     labels: Any = root["labels"]
     names = list(labels.attrs.get("labels", []))
     if "instances" not in names:

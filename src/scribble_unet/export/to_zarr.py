@@ -70,24 +70,11 @@ class PredictResult:
 
 def _build_mask_pyramid(out: str, tile: int) -> int:
     """Write nearest-neighbour levels 1, 2, ... of the mask until the largest side fits one tile."""
-    import dask.array as da
     import zarr
 
-    from ..ome import ngff
+    from ..ome.pyramid import nearest_pyramid
 
-    group = zarr.open_group(f"{out}/{MASK_PATH}", mode="r+")
-    level = 0
-    prev = da.from_zarr(group["0"])
-    while max(prev.shape) > tile:
-        level += 1
-        chunks = (min(tile, -(-prev.shape[0] // 2)), min(tile, -(-prev.shape[1] // 2)))
-        nxt = prev[::2, ::2].rechunk(chunks)
-        arr = group.create_array(str(level), shape=nxt.shape, chunks=chunks, dtype=nxt.dtype,
-                                 fill_value=0, overwrite=True)
-        da.store(nxt, arr, lock=False, scheduler="threads")  # type: ignore[arg-type]
-        prev = da.from_zarr(arr)
-    group.attrs["multiscales"] = ngff.multiscales("mask", "yx", level + 1)
-    return level + 1
+    return nearest_pyramid(zarr.open_group(f"{out}/{MASK_PATH}", mode="r+"), "mask", tile)
 
 
 def predict_to_zarr(
