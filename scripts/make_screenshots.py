@@ -71,6 +71,7 @@ def main() -> None:
     train = main_widget.train
     train.model_form.set_value("depth", 3)
     train.model_form.set_value("width", 8)
+    train.time_spin.setValue(0)  # no time limit: the steps end the run (the bar counts steps)
     for key, value in {"steps": args.steps, "batch_size": 4, "checkpoint_every": 20,
                        "validate_every": 20, "device": "cpu"}.items():
         train.train_form.set_value(key, value)

@@ -269,6 +269,8 @@ class TrainOptions(Options):
         return self
 
 
-INTERACTIVE_TRAINING: dict[str, Any] = {"steps": 2000, "validate_every": 50, "checkpoint_every": 20}
-"""What the napari widget changes for interactive work: a longer run that the user stops, validation
-often enough to plot, and a checkpoint every 20 steps so that the live prediction follows the training."""
+INTERACTIVE_TRAINING: dict[str, Any] = {"steps": None, "time_budget": 120.0, "validate_every": 50,
+                                        "checkpoint_every": 20}
+"""What the napari widget changes for interactive work: no step limit (a time budget, which the user can
+change or stop early, ends a run), validation often enough to plot, and a checkpoint every 20 steps so
+that the live prediction follows the training."""

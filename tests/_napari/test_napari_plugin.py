@@ -172,3 +172,10 @@ def test_scribble_overview_max_pools_only_scribbled_chunks_and_follows_writes(tm
     overview.hidden = (1536, 2560, 0, 1024)
     assert levels[0][1636, 700] == 0 and levels[1][1636 // 2, 350] == 2
     assert levels[0][2001, 1500] == 3  # outside the window: still drawn
+
+
+def test_core_messages_speak_of_widget_fields_not_command_line_options() -> None:
+    from scribble_unet._napari._notify import gui_words
+
+    message = gui_words("scribbles contain label value 3; declare more classes (--classes) or erase value 3")
+    assert "--" not in message and "Object classes field" in message

@@ -9,8 +9,8 @@ from qtpy.QtWidgets import QWidget
 
 from ..errors import ScribbleUNetError
 from ._controller import Controller
+from ._notify import gui_words, plain
 from ._notify import notify_error as _notify_error
-from ._notify import plain
 
 
 class Tab(QWidget):
@@ -26,7 +26,7 @@ class Tab(QWidget):
         try:
             return action()
         except ScribbleUNetError as e:
-            _notify_error(f"{what}: {e}")
+            _notify_error(f"{what}: {gui_words(str(e))}")
         except OSError as e:
             _notify_error(f"{what}: {plain(e)}")
         return None

@@ -13,7 +13,7 @@ from typing import Any
 
 from qtpy.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QSpinBox, QWidget
 
-from ..config import Options, field_bounds
+from ..config import Options, field_bounds, field_label
 
 
 def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
@@ -67,7 +67,7 @@ class ConfigForm(QWidget):
             if optional and isinstance(editor, (QSpinBox, QDoubleSpinBox)):
                 editor.setSpecialValueText((none_text or {}).get(name, "none"))
             editor.setToolTip(cls.model_fields[name].description or "")
-            layout.addRow(name.replace("_", " "), editor)
+            layout.addRow(field_label(cls, name), editor)
             self.editors[name] = (editor, optional)
 
     def values(self) -> dict[str, Any]:

@@ -15,15 +15,24 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ScribbleUNetError
-from ..image import ImageSource, open_image
+from ..image import ImageSource
 from ..inference.live import DEFAULT_LIVE_TILE, LivePrediction
 from ..inference.schedule import MachineScheduler
 from ..scribbles.project import Project, ScribbleOverview
 from ..state import ExportState, TrainingState, WorkflowState
 from ..state.viewport import Box, visible_region, worth_predicting
-from ._layers import Placement, PredictionLayer, ScribbleLayers, camera, canvas_size
+from ._layers import (
+    Placement,
+    PredictionLayer,
+    ScribbleLayers,
+    camera,
+    canvas_size,
+    real_viewer,
+    source_of,
+)
 from ._live_view import LiveView
 from ._notify import notify_error, notify_info, plain
+from ._project_actions import ProjectActions
 from ._workers import Job, Progress, callback_events, training_events
 
 STOP_TIMEOUT_S = 2.0
@@ -31,27 +40,7 @@ CAMERA_REST_MS = 120
 """Camera events come in bursts while panning; the view is followed once it rests this long."""
 
 
-def real_viewer(viewer: Any) -> Any:
-    """The viewer behind napari's public proxy (plugin widgets receive a proxy)."""
-    return getattr(viewer, "__wrapped__", viewer)
-
-
-def source_of(layer: Any) -> ImageSource:
-    """The image source behind an image layer (the sample's own source if it carries one)."""
-    src = layer.metadata.get("scribble_unet_source") if layer.metadata else None
-    if isinstance(src, ImageSource):
-        return src
-    data = layer.data[0] if layer.multiscale else layer.data
-    if data.ndim == 3 and layer.rgb:
-        return open_image(data, channel_axis=2, name=layer.name)
-    if data.ndim != 2:
-        raise ScribbleUNetError(
-            f"layer {layer.name!r} has {data.ndim} axes; a 2D image (one channel, or RGB) is needed"
-        )
-    return open_image(data, name=layer.name)
-
-
-class Controller:
+class Controller(ProjectActions):
     """State and actions of the scribble workflow in one viewer (see the module docstring)."""
 
     def __init__(self, viewer: Any) -> None:
@@ -132,13 +121,13 @@ class Controller:
     def open_project(self, folder: str | Path, class_names: list[str] | None = None) -> Project:
         """Open or create the project in ``folder`` for the current image and show its scribbles.
 
-        Reopening a project restores its scribbles, class names and latest model (and so its
-        live predictions).
+        Reopening a project restores its scribbles, class names, training history and latest model
+        (and so its live predictions); ``class_names`` name the classes of a new project only.
         """
         if self.source is None:
             raise ScribbleUNetError("choose an image layer first")
         project = Project.open(folder)
-        if class_names:
+        if class_names and project.is_new:
             project.class_names = [n for n in class_names if n]
         store = project.open_scribbles(self.source.shape_yx)
         project.image = self.image_layer.name if self.image_layer is not None else None
@@ -157,6 +146,9 @@ class Controller:
                 notify_error(f"the project's model could not be loaded: {e}")
         self.state.session.project = str(project.folder)
         self.state.session.class_names = tuple(self.class_names)
+        self.scribbles.set_class_names(self.class_names)
+        self.prediction.color(self.class_names)
+        self._restore_project()
         self._say(f"project: {project.folder}")
         return project
 
@@ -205,6 +197,7 @@ class Controller:
         if region is None:
             return
         self.scribbles.follow(region, self.placement)
+        self.state.session.paintable = self.scribbles.paintable
         # Zoomed far out, the view would span thousands of chunks: show what is cached instead,
         # and compute nothing (not even the last small view, which is off screen now).
         zoomed_out = self.state.prediction.zoomed_out = not worth_predicting(region, self.state.prediction.tile)
@@ -284,8 +277,11 @@ class Controller:
             self._ensure_live_worker()
 
     # ------------------------------------------------------------------ training
-    def start_training(self, model_config: Any, train_config: Any, init_path: str | Path | None = None) -> None:
-        """Train in the background; checkpoints go to the project's ``models/`` and refresh the view."""
+    def start_training(self, model_config: Any, train_config: Any, init_path: Any = None) -> None:
+        """Train in the background; checkpoints go to a new file in the project's ``models/``.
+
+        ``init_path``: a model file or a checkpoint to continue (None: a new model).
+        """
         from ..model.checkpoint import load_checkpoint
         from ..training.trainer import Trainer
 
@@ -293,8 +289,9 @@ class Controller:
             raise ScribbleUNetError("training is already running")
         if self.source is None or self.store is None or self.project is None:
             raise ScribbleUNetError("choose an image and create or open a scribble project first")
-        init = load_checkpoint(init_path) if init_path else None
-        out = self.project.models_dir / "model.safetensors"
+        init = load_checkpoint(init_path) if isinstance(init_path, (str, Path)) and init_path else init_path
+        out = self._begin_run(init, model_config, train_config)
+        self.state.training.time_budget = train_config.time_budget
         source, store = self.source, self.store
         self._stop_requested = False
         self.trainer = None
@@ -337,21 +334,17 @@ class Controller:
         from ..training.trainer import CheckpointEvent, FinishedEvent, StepEvent, ValidationEvent
 
         status = self.state.training
+        self._record_event(event)
         if isinstance(event, StepEvent):
             status.loss, status.elapsed = event.loss, event.elapsed
             status.step = event.step
         elif isinstance(event, ValidationEvent) and event.iou:
             objects = [v for k, v in event.iou.items() if k != "background"] or list(event.iou.values())
-            status.iou = (event.step, sum(objects) / len(objects))
+            status.iou = (status.base_step + event.step, sum(objects) / len(objects))
         if isinstance(event, (CheckpointEvent, FinishedEvent)):
             path = getattr(event, "path", None)
             self.set_checkpoint(event.checkpoint, Path(path) if path else None)
-            if self.project is not None and path:
-                try:
-                    self.project.model = str(Path(path).relative_to(self.project.folder))
-                except ValueError:
-                    self.project.model = str(path)
-                self.project.save()
+            self._show_versions()
         if isinstance(event, FinishedEvent):
             status.message = f"finished after {event.step} steps ({event.reason})"
             self._say(f"training finished after {event.step} steps ({event.reason})")

@@ -12,9 +12,12 @@ from typing import Any
 import numpy as np
 
 from ..classes import LabelScheme
+from ..errors import ScribbleUNetError
+from ..image import ImageSource, open_image
 from ..scribbles.project import ScribbleOverview, WriteThroughWindow
 from ..state.viewport import (
     Box,
+    can_paint,
     n_levels,
     needs_window,
     window_box,
@@ -27,6 +30,14 @@ OVERVIEW_LAYER = "scribbles (overview)"
 PREDICTION_LAYER = "prediction"
 OVERVIEW_REFRESH_MS = 300
 """The overview layer is redrawn at most this often while strokes are written."""
+ZOOM_IN_HINT = "Zoomed out beyond the paintable area: zoom in to paint scribbles"
+
+
+def text_overlay(viewer: Any) -> Any:
+    """The canvas text overlay: ``viewer.canvas.overlays.text`` (napari >= 0.9), else ``viewer.text_overlay``."""
+    overlays = getattr(getattr(viewer, "canvas", None), "overlays", None)
+    text = getattr(overlays, "text", None) if overlays is not None else None
+    return text if text is not None else getattr(viewer, "text_overlay", None)
 
 
 def camera(viewer: Any) -> Any:
@@ -94,6 +105,7 @@ class ScribbleLayers:
         self.shape: tuple[int, int] = (0, 0)
         self._timer: Any = None
         self._closed = False
+        self.paintable = True
 
     def _alive(self, layer: Any) -> bool:
         return layer is not None and layer in self.viewer.layers
@@ -153,15 +165,35 @@ class ScribbleLayers:
             return
         oy, ox = layer.data.origin
         wh, ww = layer.data.shape
-        origin = window_to_follow((oy, oy + wh, ox, ox + ww), view, self.shape)
-        if origin is None:
-            return
-        box = window_box(origin, self.shape)
-        layer.data = self._window(box)
-        layer.translate = placement.world(origin)
-        if self.overview is not None:
-            self.overview.hidden = box
-            self.refresh_overview()
+        box = (oy, oy + wh, ox, ox + ww)
+        origin = window_to_follow(box, view, self.shape)
+        if origin is not None:
+            box = window_box(origin, self.shape)
+            layer.data = self._window(box)
+            layer.translate = placement.world(origin)
+            if self.overview is not None:
+                self.overview.hidden = box
+                self.refresh_overview()
+        self.set_paintable(can_paint(box, view))
+
+    def set_paintable(self, paintable: bool) -> None:
+        """Turn the brush on or off; off, a hint on the canvas asks the user to zoom in.
+
+        Only where the view lies inside the window does every stroke reach the store, so the layer
+        is made read-only (napari greys out its painting tools) rather than lose a stroke silently.
+        """
+        layer = self.layer
+        if self._alive(layer) and layer.editable != paintable:
+            layer.editable = paintable
+        overlay = text_overlay(self.viewer)
+        if overlay is not None and paintable != self.paintable:
+            if not paintable:
+                overlay.text = ZOOM_IN_HINT
+                overlay.visible = True
+            elif overlay.text == ZOOM_IN_HINT:
+                overlay.visible = False
+                overlay.text = ""
+        self.paintable = paintable
 
     def invalidate(self, region: Box) -> None:
         """Strokes were written in ``region``: redraw the overview there, soon."""
@@ -213,6 +245,8 @@ class PredictionLayer:
             data, name=PREDICTION_LAYER, multiscale=levels_n > 1, scale=placement.scale,
             translate=placement.world((0.0, 0.0)), opacity=0.5, metadata={"scribble_unet_live": live},
         )
+        # computed, not painted: corrections go through "Correct here" in the Train tab
+        self.layer.editable = False
         self.color(class_names)
         return True
 
@@ -232,3 +266,23 @@ class PredictionLayer:
     def refresh(self) -> None:
         if self.layer is not None and self.layer in self.viewer.layers:
             refresh_layer(self.layer)
+
+
+def real_viewer(viewer: Any) -> Any:
+    """The viewer behind napari's public proxy (plugin widgets receive a proxy)."""
+    return getattr(viewer, "__wrapped__", viewer)
+
+
+def source_of(layer: Any) -> ImageSource:
+    """The image source behind an image layer (the sample's own source if it carries one)."""
+    src = layer.metadata.get("scribble_unet_source") if layer.metadata else None
+    if isinstance(src, ImageSource):
+        return src
+    data = layer.data[0] if layer.multiscale else layer.data
+    if data.ndim == 3 and layer.rgb:
+        return open_image(data, channel_axis=2, name=layer.name)
+    if data.ndim != 2:
+        raise ScribbleUNetError(
+            f"layer {layer.name!r} has {data.ndim} axes; a 2D image (one channel, or RGB) is needed"
+        )
+    return open_image(data, name=layer.name)

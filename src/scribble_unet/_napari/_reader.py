@@ -2,6 +2,11 @@
 
 Images come back as multiscale layers when they are large: a stored pyramid is used as is; a single
 large array gets a lazy strided pyramid, so napari never loads a whole full-resolution plane.
+
+An export (an OME-Zarr group holding only label images) opens as its label images alone, each one
+Labels layer with the class names and colours of its ``image-label`` metadata, as the live
+prediction shows them; the export's bookkeeping arrays (``progress``, ``input_hash``, ...) and its
+probabilities are never shown (open ``export.zarr/probabilities`` itself to see those).
 """
 
 from __future__ import annotations
@@ -63,6 +68,43 @@ def _image_layer(path: str) -> tuple[Any, dict[str, Any], str]:
     return data, kwargs, "image"
 
 
+def _is_image_group(path: Path) -> bool:
+    """Whether ``path`` is an image (an array, or a group with ``multiscales``), not only label images."""
+    import zarr
+
+    from ..ome.ngff import multiscales_attr
+
+    try:
+        node = zarr.open(path, mode="r")
+    except Exception:  # not zarr (a TIFF, say): let the image reader decide
+        return True
+    if isinstance(node, zarr.Array):
+        return True
+    return bool(multiscales_attr(dict(node.attrs))) or not (path / "labels").exists()
+
+
+def _label_style(image_label: Any) -> dict[str, Any]:
+    """Layer keywords for NGFF ``image-label`` metadata: its colours, and its class names as features."""
+    if not isinstance(image_label, dict):
+        return {}
+    out: dict[str, Any] = {}
+    colors: dict[int | None, list[float]] = {None: [0.0, 0.0, 0.0, 0.0]}
+    for c in image_label.get("colors") or []:
+        if isinstance(c, dict) and isinstance(c.get("label-value"), int) and isinstance(c.get("rgba"), list):
+            colors[c["label-value"]] = [float(v) / 255 for v in c["rgba"]][:4]
+    if len(colors) > 1:
+        from napari.utils.colormaps import DirectLabelColormap
+
+        out["colormap"] = DirectLabelColormap(color_dict=colors)
+    names = {p["label-value"]: str(p["class"]) for p in image_label.get("properties") or []
+             if isinstance(p, dict) and isinstance(p.get("label-value"), int) and "class" in p}
+    if names:
+        values = sorted(names)
+        out["features"] = {"index": values, "class": [names[v] for v in values]}
+        out["class_names"] = [names[v] for v in values]
+    return out
+
+
 def _label_layers(path: Path) -> LayerData:
     """Label images under ``path/labels`` (OME-Zarr), each as a (multiscale) Labels layer."""
     import dask.array as da
@@ -82,10 +124,13 @@ def _label_layers(path: Path) -> LayerData:
         if not ms:
             continue
         levels = [da.from_zarr(group[d["path"]]) for d in ms[0]["datasets"]]
-        meta = {"path": os.fspath(path / "labels" / name),
-                "image-label": gattrs.get("image-label") or gattrs.get("ome", {}).get("image-label")}
+        image_label = gattrs.get("image-label") or gattrs.get("ome", {}).get("image-label")
+        style = _label_style(image_label)
+        meta = {"path": os.fspath(path / "labels" / name), "image-label": image_label}
+        if "class_names" in style:
+            meta["class_names"] = style.pop("class_names")
         data = levels if len(levels) > 1 else levels[0]
-        out.append((data, {"name": name, "multiscale": len(levels) > 1, "metadata": meta}, "labels"))
+        out.append((data, {"name": name, "multiscale": len(levels) > 1, "metadata": meta, **style}, "labels"))
     return out
 
 
@@ -95,12 +140,13 @@ def read(path: str | list[str]) -> LayerData:
         path = path[0]
     p = Path(path)
     layers: LayerData = []
-    try:
-        layers.append(_image_layer(os.fspath(p)))
-    except ScribbleUNetError:
-        # An OME-Zarr group that holds only label images (e.g. an export) is still readable.
-        if not (p / "labels").exists():
-            raise
+    if not p.is_dir() or _is_image_group(p):
+        try:
+            layers.append(_image_layer(os.fspath(p)))
+        except ScribbleUNetError:
+            # An OME-Zarr group that holds only label images is still readable.
+            if not (p / "labels").exists():
+                raise
     if p.is_dir():
         layers.extend(_label_layers(p))
     if not layers:

@@ -33,8 +33,18 @@ class DataWidget(Tab):
         browse = QPushButton("Browse…")
         browse.clicked.connect(self._browse)
         self.classes_edit = QLineEdit(", ".join(self.controller.class_names))
-        self.classes_edit.setToolTip("object classes, comma separated: painted as 2, 3, ... (1 is background)")
+        self.classes_edit.setToolTip("The kinds of object to find, separated by commas (e.g. nucleus, mitosis);\n"
+                                     "they are painted with labels 2, 3, ... (1 is background). A project\n"
+                                     "that already exists keeps its own classes.")
+        self.classes_edit.editingFinished.connect(self._set_classes)
+        self.image_combo.setToolTip("The image to paint on, train on and predict.")
+        self.folder_edit.setToolTip("A folder for this image's work: scribbles (saved as you paint), models "
+                                    "and exports.\nChoose an existing project folder to go on where you left off.")
+        browse.setToolTip("Choose the project folder.")
         self.open_button = QPushButton("Create / open scribbles")
+        self.open_button.setToolTip("Open the project folder (or create it) and show its scribbles layer "
+                                    "to paint on.\nA project made before comes back with its classes, "
+                                    "model and training plot.")
         self.open_button.clicked.connect(self.open_project)
         self.status = QLabel("")
         self.status.setWordWrap(True)
@@ -93,6 +103,11 @@ class DataWidget(Tab):
         scheme = LabelScheme(self.controller.class_names)
         self.legend.setText("Paint labels: " + scheme.describe(unlabelled="erase"))
 
+    def _set_classes(self) -> None:
+        names = self.class_names()
+        if self.controller.project is not None and names and names != self.controller.class_names:
+            self.run_action(lambda: self.controller.set_class_names(names), "could not rename the classes")
+
     def class_names(self) -> list[str]:
         return [n.strip() for n in self.classes_edit.text().split(",") if n.strip()]
 
@@ -109,7 +124,7 @@ class DataWidget(Tab):
             if not folder:
                 raise ScribbleUNetError("choose a project folder")
             self.controller.set_image_layer(self.viewer.layers[name])
+            # a new project takes the names typed here; one that exists keeps (and shows) its own
             self.controller.open_project(Path(folder).expanduser(), self.class_names() or None)
-            self.controller.set_class_names(self.class_names() or self.controller.class_names)
 
         self.run_action(act, "could not open the scribbles")

@@ -7,6 +7,7 @@ listen to their ``events``; tests and scripts read them without a display. Viewp
 
 from __future__ import annotations
 
+from .history import TrainingHistory
 from .status import (
     ExportState,
     ExportStatus,
@@ -22,6 +23,7 @@ __all__ = [
     "ExportStatus",
     "PredictionStatus",
     "SessionStatus",
+    "TrainingHistory",
     "TrainingState",
     "TrainingStatus",
     "WorkflowState",

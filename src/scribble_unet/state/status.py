@@ -15,6 +15,8 @@ from typing import ClassVar
 
 from psygnal import SignalGroupDescriptor
 
+from .history import TrainingHistory
+
 
 class TrainingState(str, Enum):
     """Where training is."""
@@ -44,6 +46,8 @@ class SessionStatus:
     project: str | None = None
     class_names: tuple[str, ...] = ("object",)
     message: str = ""
+    paintable: bool = True
+    """False while the view is larger than the paintable scribble window (the brush is off)."""
 
 
 @dataclass
@@ -51,7 +55,12 @@ class TrainingStatus:
     """Training progress.
 
     ``step`` changes on every training step (after ``loss`` and ``elapsed``), so listening to
-    ``events.step`` sees every step; ``iou`` is ``(step, mean object IoU on held-out strokes)``.
+    ``events.step`` sees every step; ``step`` and ``elapsed`` count this run, ``base_step`` is the
+    steps of the model it continues (so the plot's step is ``base_step + step``). ``iou`` is
+    ``(plot step, mean object IoU on held-out strokes)``. ``history`` holds every point of the
+    project's plot; ``history_version`` changes whenever it is replaced or restarted (redraw it
+    whole). ``diameter`` is the object size the run uses (given or estimated), ``model_label``
+    names the model in use (save time and steps), ``versions`` the project's models ``(file, label)``.
     """
 
     events: ClassVar[SignalGroupDescriptor] = SignalGroupDescriptor()
@@ -63,6 +72,14 @@ class TrainingStatus:
     elapsed: float = 0.0
     iou: tuple[int, float] | None = None
     message: str = ""
+    time_budget: float | None = None
+    base_step: int = 0
+    diameter: float | None = None
+    history: TrainingHistory = field(default_factory=TrainingHistory)
+    history_version: int = 0
+    model_label: str = ""
+    model_file: str | None = None
+    versions: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass

@@ -121,3 +121,38 @@ def n_levels(shape: tuple[int, int], coarsest: int = DISPLAY_LEVEL_MAX) -> int:
         side = -(-side // 2)
         levels += 1
     return levels
+
+
+def can_paint(window: Box, view: Box) -> bool:
+    """Whether a stroke anywhere in ``view`` lands in the paintable ``window`` (the view lies inside it).
+
+    Zoomed out beyond one window, part of the view is outside it and a stroke there would be lost,
+    so the brush is turned off until the user zooms in.
+
+    Examples
+    --------
+    >>> can_paint((0, 4096, 0, 4096), (100, 900, 100, 1500)), can_paint((0, 4096, 0, 4096), (0, 8000, 0, 8000))
+    (True, False)
+    """
+    wy0, wy1, wx0, wx1 = window
+    y0, y1, x0, x1 = view
+    return wy0 <= y0 and y1 <= wy1 and wx0 <= x0 and x1 <= wx1
+
+
+def centred_box(view: Box, within: Box, side: int) -> Box:
+    """The part of ``view`` inside ``within``, cut to at most ``side`` px around its centre (empty: y0 == y1).
+
+    Examples
+    --------
+    >>> centred_box((0, 3000, 0, 100), (0, 4096, 0, 4096), 1024)
+    (988, 2012, 0, 100)
+    """
+    y0, y1 = max(view[0], within[0]), min(view[1], within[1])
+    x0, x1 = max(view[2], within[2]), min(view[3], within[3])
+    if y1 - y0 > side:
+        y0 = (y0 + y1) // 2 - side // 2
+        y1 = y0 + side
+    if x1 - x0 > side:
+        x0 = (x0 + x1) // 2 - side // 2
+        x1 = x0 + side
+    return y0, max(y0, y1), x0, max(x0, x1)
