@@ -88,6 +88,10 @@ def main(argv: list[str] | None = None) -> int:
                 ax.plot(x, y, style, label=f"{method}" + (f" ({rs[0]['steps']} steps)" if method == "unet" else ""))
                 summary[f"{name}/{method}"] = [[round(a, 3), b] for a, b in zip(x, y, strict=False)]
         ax.set_xscale("log")
+        from matplotlib.ticker import FormatStrFormatter, NullFormatter
+
+        ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
+        ax.xaxis.set_minor_formatter(NullFormatter())  # minor log ticks overprinted each other
         ax.set_xlabel("labelled pixels (%)")
         ax.set_ylabel("foreground IoU")
         ax.set_title(name)
