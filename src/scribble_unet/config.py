@@ -257,7 +257,7 @@ class TrainOptions(Options):
                                            ge=1, le=10_000, allow_inf_nan=False)
     scale: int | None = option(None, "Working resolution: train and predict on the image binned by this "
                                      "factor. Auto: chosen from the object diameter so that objects span "
-                                     "no larger than the field of view; fine-tuning keeps the initial "
+                                     "at most about three quarters of the field of view; fine-tuning keeps the initial "
                                      "model's.", label="working-resolution scale",
                                must="a whole number from 1 to 64", ge=1, le=64)
 

@@ -110,17 +110,17 @@ def test_diameter_estimate_from_strokes(diameter: float) -> None:
 
 def test_scale_rule() -> None:
     assert scale_for_diameter(20, 47, (5000, 5000)) == 1
-    assert scale_for_diameter(60, 47, (5000, 5000)) == 1
-    assert scale_for_diameter(80, 47, (5000, 5000)) == 2
-    assert scale_for_diameter(150, 47, (5000, 5000)) == 3
+    assert scale_for_diameter(45, 47, (5000, 5000)) == 1
+    assert scale_for_diameter(60, 47, (5000, 5000)) == 2
+    assert scale_for_diameter(110, 47, (5000, 5000)) == 3
     assert scale_for_diameter(1000, 47, (5000, 5000)) == 8  # capped
-    assert scale_for_diameter(150, 47, (150, 5000)) == 2  # the working image keeps >= 64 px
+    assert scale_for_diameter(110, 47, (150, 5000)) == 2  # the working image keeps >= 64 px
 
 
 def test_trainer_chooses_and_records_the_working_resolution() -> None:
     from scribble_unet.training.trainer import TrainConfig, Trainer
 
-    img, labels = discs(140, n=4, size=400, seed=1)
+    img, labels = discs(100, n=6, size=400, seed=1)
     labels[:3, :200] = 1  # a background stroke along the top edge
     cfg = TrainConfig(steps=3, val_share=0.0, validate_every=0, device="cpu")
     t = Trainer(img, labels, ModelConfig(depth=2, width=4), cfg)
