@@ -346,8 +346,9 @@ class Controller(ProjectActions):
             self.set_checkpoint(event.checkpoint, Path(path) if path else None)
             self._show_versions()
         if isinstance(event, FinishedEvent):
-            status.message = f"finished after {event.step} steps ({event.reason})"
-            self._say(f"training finished after {event.step} steps ({event.reason})")
+            why = {"steps": "step limit reached", "time": "time budget used", "stopped": "stopped"}
+            status.message = f"Finished: {event.step} steps ({why.get(event.reason, event.reason)})"
+            self._say(f"Training finished: {event.step} steps ({why.get(event.reason, event.reason)})")
 
     def _on_train_error(self, e: BaseException) -> None:
         self.state.training.state = TrainingState.IDLE
