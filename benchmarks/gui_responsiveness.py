@@ -282,7 +282,7 @@ def main() -> None:
     t_close = time.perf_counter()
     viewer.close()
     close_s = time.perf_counter() - t_close
-    stopped = ctrl._train_done.is_set() and ctrl._live_done.is_set() and ctrl._export_done.is_set()
+    stopped = all(job.done.is_set() for job in (ctrl.training_job, ctrl.live_job, ctrl.export_job))
     _run_until(lambda: QThreadPool.globalInstance().activeThreadCount() == 0, 5.0)
     all_stopped_s = time.perf_counter() - t_close
     pool_active = QThreadPool.globalInstance().activeThreadCount()
