@@ -395,3 +395,27 @@ def test_disk_full_while_creating_the_output_then_rerun_recovers(small_disk, tmp
     code, _, err = run(capsys, *args)
     assert code == 0, err
     assert json.loads((out / ".zattrs").read_text())["scribble_unet"]["complete"] is True
+
+
+def test_resume_of_a_huge_grid_reads_only_the_written_flags(tmp_path) -> None:
+    """A 10^6-px-wide image has millions of progress chunks: only those on disk may be read."""
+    import zarr
+
+    from scribble_unet.export.resume import _read_flags
+
+    root = zarr.open_group(str(tmp_path / "out.zarr"), mode="w", zarr_format=2)
+    arr = root.create_array("progress", shape=(3000, 3000), chunks=(1, 1), dtype=np.uint8, fill_value=0)
+    for iy, ix in ((0, 0), (5, 2999), (2999, 7)):
+        arr[iy, ix] = 1
+    (tmp_path / "out.zarr" / "progress" / "9.9").write_bytes(b"damaged")  # a truncated chunk file
+
+    class NoBulkReads:
+        dtype = arr.dtype
+
+        def __getitem__(self, key):
+            assert key is not Ellipsis and not isinstance(key, slice), "read the whole flag array"
+            return arr[key]
+
+    values, damaged = _read_flags(NoBulkReads(), (3000, 3000), "progress", tmp_path / "out.zarr" / "progress")
+    assert values.shape == (3000, 3000) and int(values.sum()) == 3
+    assert values[5, 2999] == 1 and values[2999, 7] == 1 and damaged == [(9, 9)]

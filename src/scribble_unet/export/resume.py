@@ -191,21 +191,48 @@ def _create_arrays(out: str, predictor: ChunkPredictor, with_proba: bool, info: 
     return zarr.open_group(out, mode="r+")
 
 
-def _read_flags(arr: Any, grid_shape: tuple[int, int], what: str) -> tuple[np.ndarray, list[tuple[int, int]]]:
-    """Values of a (1, 1)-chunked array; chunks that cannot be decoded read as 0 and are listed."""
-    try:
-        return np.asarray(arr[...]), []
-    except Exception:  # a damaged chunk somewhere: read them one by one
-        pass
+def _stored_chunks(arr_dir: Path) -> list[tuple[int, int]] | None:
+    """Indices of the chunks of a 2D array that exist on disk (zarr v2 ``iy.ix`` files or v3
+    ``c/iy/ix``); None when the array is not a local folder. Never-written chunks have no file."""
+    if not arr_dir.is_dir():
+        return None
+    found: list[tuple[int, int]] = []
+    for name in os.listdir(arr_dir):
+        a, dot, b = name.partition(".")
+        if dot and a.isdigit() and b.isdigit():
+            found.append((int(a), int(b)))
+    c = arr_dir / "c"
+    if c.is_dir():
+        for a in os.listdir(c):
+            if a.isdigit() and (c / a).is_dir():
+                found.extend((int(a), int(b)) for b in os.listdir(c / a) if b.isdigit())
+    return found
+
+
+def _read_flags(arr: Any, grid_shape: tuple[int, int], what: str,
+                arr_dir: Path | None = None) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """Values of a (1, 1)-chunked array; chunks that cannot be decoded read as 0 and are listed.
+
+    With ``arr_dir`` (the array's folder) only the chunks that exist on disk are read: a huge declared
+    image has millions of chunks, and asking zarr for all of them took minutes and gigabytes before
+    the first chunk was predicted.
+    """
     ny, nx = grid_shape
+    stored = _stored_chunks(arr_dir) if arr_dir is not None else None
+    if stored is None:
+        try:
+            return np.asarray(arr[...]), []
+        except Exception:  # a damaged chunk somewhere: read them one by one
+            stored = [(iy, ix) for iy in range(ny) for ix in range(nx)]
     values = np.zeros((ny, nx), dtype=arr.dtype)
     damaged = []
-    for iy in range(ny):
-        for ix in range(nx):
-            try:
-                values[iy, ix] = arr[iy, ix]
-            except Exception:
-                damaged.append((iy, ix))
+    for iy, ix in stored:
+        if iy >= ny or ix >= nx:
+            continue
+        try:
+            values[iy, ix] = arr[iy, ix]
+        except Exception:
+            damaged.append((iy, ix))
     return values, damaged
 
 
@@ -218,8 +245,8 @@ def _verify_done(root: Any, predictor: ChunkPredictor, with_proba: bool, out: st
     """
     grid = predictor.grid
     shape = grid.n_chunks
-    done, bad_flags = _read_flags(root[PROGRESS_ARRAY], shape, "progress")
-    hashes, bad_hashes = _read_flags(root[HASH_ARRAY], shape, "input hash")
+    done, bad_flags = _read_flags(root[PROGRESS_ARRAY], shape, "progress", Path(out) / PROGRESS_ARRAY)
+    hashes, bad_hashes = _read_flags(root[HASH_ARRAY], shape, "input hash", Path(out) / HASH_ARRAY)
     done = done.astype(bool)
     for iy, ix in bad_flags + bad_hashes:
         done[iy, ix] = False
