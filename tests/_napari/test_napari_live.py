@@ -3,15 +3,8 @@ zoomed-out view and the scheduler's priority (needs a display: run under xvfb-ru
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
-
-pytest.importorskip("napari")
-pytest.importorskip("pytestqt")
-if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-    pytest.skip("no display: run under xvfb-run", allow_module_level=True)
 
 from scribble_unet.inference.instances import instance_labels
 from scribble_unet.inference.live import quantise_uncertainty

@@ -6,16 +6,9 @@ Needs a display: run under xvfb-run.
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 import pytest
-
-pytest.importorskip("napari")
-pytest.importorskip("pytestqt")
-if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-    pytest.skip("no display: run under xvfb-run", allow_module_level=True)
-
 import zarr
 
 pytestmark = pytest.mark.gui

@@ -2,16 +2,8 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
-
-pytest.importorskip("napari")
-pytest.importorskip("pytestqt")
-if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-    pytest.skip("no display: run under xvfb-run", allow_module_level=True)
-
 import zarr
 
 from scribble_unet.inference.predict import predict_lazy
