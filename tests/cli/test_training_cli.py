@@ -144,3 +144,33 @@ def test_main_cli_reports_one_line(tmp_path: Path, capsys: pytest.CaptureFixture
     assert code == 2
     assert err == [err[0]] and err[0].startswith("error: the scribbles have no labelled pixel")
     assert not (tmp_path / "m.safetensors").exists()
+
+
+@pytest.mark.parametrize(("flag", "value", "words"), [
+    ("--object-diameter", "0", "object-diameter"), ("--object-diameter", "nan", "object-diameter"),
+    ("--object-diameter", "20000", "object-diameter"), ("--scale", "0", "scale"), ("--scale", "1.5", "scale"),
+])
+def test_bad_object_size_options_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                              flag: str, value: str, words: str) -> None:
+    cli = pytest.importorskip("scribble_unet.cli")
+    image, scrib = write_inputs(tmp_path)
+    out = tmp_path / "m.safetensors"
+    with pytest.raises(SystemExit) as exit_:  # argument errors end the command with status 2
+        cli.main(["train", "--image", str(image), "--scribbles", str(scrib), "--out", str(out), "--quiet",
+                  flag, value])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and len(err) == 1 and words in err[0], err
+    assert not out.exists()
+
+
+def test_train_ends_with_one_json_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    image, scrib = write_inputs(tmp_path)
+    out = tmp_path / "m.safetensors"
+    run_train(parse(["--image", str(image), "--scribbles", str(scrib), "--out", str(out), "--quiet",
+                     "--steps", "3", "--depth", "2", "--width", "4", "--object-diameter", "10"]))
+    last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert last["event"] == "trained" and last["steps"] == 3 and last["scale"] == 1
+    assert last["object_diameter_px"] == 10 and last["diameter_source"] == "user"
+    assert last["field_of_view_px"] == 47 and "held_out_stroke_iou" in last
