@@ -75,11 +75,6 @@ class BinnedSource(ImageSource):
         raw = self.source.read(y0 * f, min(y1 * f, h), x0 * f, min(x1 * f, w))
         return bin_mean(raw, f)
 
-    def to_dask(self) -> Any:
-        import dask.array as da
-
-        return da.coarsen(np.mean, self.source.to_dask().astype(np.float32), {1: self.factor, 2: self.factor}, trim_excess=False)
-
 
 class BinnedLabels:
     """A ``(Y, X)`` scribble array binned by ``factor`` with the block maximum (``how="mean"``: the

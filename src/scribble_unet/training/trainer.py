@@ -146,7 +146,8 @@ class Trainer:
 
         index = LabelIndex(scribbles, model_config.class_names)
         check_classes_painted(index.counts, model_config.class_names)
-        self.scale_choice = self._choose_scale(src, index, model_config, normalization)
+        self._full_norm: Normalization | None = normalization  # computed at most once (for the estimate)
+        self.scale_choice = self._choose_scale(src, index, model_config)
         f = self.scale_choice.scale
         self.model_config = model_config = model_config.replace(scale=f)
         self.tile = check_tile(config.tile, model_config)
@@ -160,6 +161,8 @@ class Trainer:
         self.index = index
         self.split: StrokeSplit = split_strokes(self.index, config.val_share, config.seed)
 
+        if normalization is None and f == 1 and self._full_norm is not None:
+            normalization = self._full_norm  # the size estimate already computed it on this image
         self.normalization = normalization or compute_normalization(self.image)
         if self.normalization.n_channels != src.n_channels:
             raise ScribbleUNetError(
@@ -193,7 +196,7 @@ class Trainer:
         self._sampler_lock = threading.Lock()
 
     def _choose_scale(
-        self, src: ImageSource, index: LabelIndex, model_config: ModelConfig, normalization: Normalization | None
+        self, src: ImageSource, index: LabelIndex, model_config: ModelConfig
     ) -> ScaleChoice:
         cfg = self.config
         if self.init is not None:
@@ -206,7 +209,9 @@ class Trainer:
         points = np.concatenate(
             [index.coords(v) for v in sorted(index.counts) if v >= FIRST_CLASS] or [np.zeros((0, 2), np.int64)]
         )
-        norm = normalization or compute_normalization(src)
+        if self._full_norm is None:
+            self._full_norm = compute_normalization(src)
+        norm = self._full_norm
         d = estimate_diameter(src, norm, points, np.random.default_rng(cfg.seed))
         if d is None:
             return ScaleChoice(1, None, "default")
