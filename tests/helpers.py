@@ -18,13 +18,15 @@ def make_checkpoint(
     norm: str = "batch",
     seed: int = 0,
     trained: bool = True,
+    filter_bank: bool = False,
 ) -> Checkpoint:
     """A small model whose weights look trained: random BatchNorm statistics and scaled weights.
 
     Fresh initialisations have BatchNorm at identity; perturbing the running statistics and the
     weights makes every layer matter, so exactness checks cannot pass by accident.
     """
-    cfg = ModelConfig(depth=depth, width=width, in_channels=channels, n_classes=classes, norm=norm)  # type: ignore[arg-type]
+    cfg = ModelConfig(depth=depth, width=width, in_channels=channels, n_classes=classes, norm=norm,  # type: ignore[arg-type]
+                      filter_bank=filter_bank)
     model = build_model(cfg, seed=seed)
     if trained:
         g = torch.Generator().manual_seed(seed + 1)

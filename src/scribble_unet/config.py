@@ -152,6 +152,10 @@ class ModelOptions(Options):
                                                        "(scribble value k + 1 is class k).")
     norm: NormKind = option("batch", "Normalisation layers: 'batch' (BatchNorm, fixed at prediction) "
                                      "or 'none'.")
+    filter_bank: bool = option(False, "Feed the network fixed multi-scale image filters (Gaussian smoothing, "
+                                      "gradient magnitude, Laplacian and Hessian eigenvalues at several "
+                                      "scales, as ilastik's pixel classifier uses) beside the image. They "
+                                      "widen the field of view by their reach.", label="filter bank")
     scale: int = option(1, "Working resolution: the network sees the image binned by this factor (block "
                            "means) and its probabilities are upsampled back. 1 is full resolution; the "
                            "trainer picks a coarser one for large objects.",

@@ -15,6 +15,8 @@ CKPTS = {
     (2, 1, 1, "batch"): make_checkpoint(depth=2, width=4, seed=1),
     (3, 2, 3, "batch"): make_checkpoint(depth=3, width=4, channels=2, classes=3, seed=2),
     (1, 1, 1, "none"): make_checkpoint(depth=1, width=6, norm="none", seed=3),
+    (2, 1, 1, "filters"): make_checkpoint(depth=2, width=4, seed=4, filter_bank=True),
+    (2, 3, 2, "filters"): make_checkpoint(depth=2, width=4, channels=3, classes=2, seed=5, filter_bank=True),
 }
 
 

@@ -66,8 +66,9 @@ def test_upsample_of_a_window_equals_the_whole(n: int, f: int, a0: int, length: 
 
 @pytest.mark.parametrize("f", [2, 3])
 @pytest.mark.parametrize("tile", [32, 48, 0])
-def test_tiled_prediction_of_a_binned_model_equals_the_whole_pass(f: int, tile: int) -> None:
-    ckpt = scaled(make_checkpoint(depth=2, width=4, seed=5), f)
+@pytest.mark.parametrize("filter_bank", [False, True])
+def test_tiled_prediction_of_a_binned_model_equals_the_whole_pass(f: int, tile: int, filter_bank: bool) -> None:
+    ckpt = scaled(make_checkpoint(depth=2, width=4, seed=5, filter_bank=filter_bank), f)
     img = np.random.default_rng(1).random((101, 77)).astype(np.float32)
     ref = predict_image(ckpt.build(), img, ckpt.normalization)
     assert ref.shape == (1, 101, 77)

@@ -155,6 +155,29 @@ def test_flips_and_rotations_keep_image_and_labels_aligned() -> None:
     assert len(orientations) == 8  # all 8 symmetries of the square occur
 
 
+@pytest.mark.parametrize("elastic", [False, True])
+def test_context_pixels_surround_the_tile_in_every_orientation(elastic: bool) -> None:
+    """With ``context`` the image is ``tile + 2 context`` wide, centred on the labels, and flips and
+    rotations move context and tile together (the input filters see what prediction shows them)."""
+    s = scribbles_two_classes()
+    aug = Augment(flips=True, rot90=True, intensity=0.0, elastic=elastic, elastic_sigma=2.0)
+    index = LabelIndex(s, ["a", "b"], chunk_shape=(32, 32))
+    sampler = TileSampler(ArraySource(position_image(s.shape)), s, split_strokes(index, 0.0, seed=0), 32, IDENTITY,
+                          0.5, aug, context=5)
+    rng = np.random.default_rng(4)
+    for _ in range(50):
+        t = sampler.sample(rng)
+        assert t.image.shape == (1, 42, 42) and t.labels.shape == (32, 32)
+        src = t.image[0]
+        if not elastic:
+            np.testing.assert_array_equal(t.labels, s.reshape(-1)[src[5:-5, 5:-5].astype(np.int64)])
+            # one pixel further out along either axis is the neighbouring image pixel (row or column step)
+            steps = {abs(int(src[4, 20] - src[5, 20])), abs(int(src[20, 4] - src[20, 5]))}
+            assert steps == {1, s.shape[1]}
+    images, labels, _ = sampler.batch(3, rng)
+    assert images.shape == (3, 1, 42, 42) and labels.shape == (3, 32, 32)
+
+
 def test_elastic_deformation_keeps_labels_on_the_image() -> None:
     rng = np.random.default_rng(0)
     labels = np.zeros((64, 64), np.int64)

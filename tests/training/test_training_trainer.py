@@ -386,7 +386,8 @@ def test_predict_window_equals_whole_image_crop() -> None:
 
 
 # ---------------------------------------------------------------------- it learns
-def test_tiny_model_learns_discs(tmp_path: Path) -> None:
+@pytest.mark.parametrize("filter_bank", [False, True])
+def test_tiny_model_learns_discs(tmp_path: Path, filter_bank: bool) -> None:
     rng = np.random.default_rng(1)
     inst = np.zeros((128, 128), np.uint16)
     for i in range(8):  # objects are rare: about 8 % of the pixels
@@ -396,9 +397,12 @@ def test_tiny_model_learns_discs(tmp_path: Path) -> None:
     s = simulate_scribbles(inst, object_share=0.5, seed=1)
     assert 0 < (s > 0).mean() <= 0.01
     cfg = TrainConfig(steps=250, lr=2e-3, validate_every=0, val_share=0.0, device="cpu", seed=0)
-    trainer = Trainer(img, s, ModelConfig(depth=2, width=8), cfg, out=tmp_path / "m.safetensors")
+    trainer = Trainer(img, s, ModelConfig(depth=2, width=8, filter_bank=filter_bank), cfg,
+                      out=tmp_path / "m.safetensors")
+    assert trainer.sampler.context == (trainer.model_config.filter_reach if filter_bank else 0)
     run_all(trainer)
     ckpt = load_checkpoint(tmp_path / "m.safetensors")
+    assert ckpt.config.filter_bank is filter_bank
     probs = predict_image(ckpt.build(), ArraySource(img), ckpt.normalization)  # type: ignore[arg-type]
     pred, gt = probs[0] > 0.5, inst > 0
     iou = (pred & gt).sum() / (pred | gt).sum()

@@ -22,7 +22,7 @@ from ..config import ModelOptions, TrainOptions
 from ..errors import ScribbleUNetError
 from .options import add_options, default_text, given
 
-MODEL_OPTIONS = ("depth", "width")
+MODEL_OPTIONS = ("depth", "width", "filter_bank")
 """Architecture options of ``train`` (the rest comes from the image, ``--classes`` or ``--init``)."""
 TRAIN_OPTIONS = ("steps", "time_budget", "tile", "batch_size", "lr", "seed", "device", "fg_share",
                  "val_share", "validate_every", "checkpoint_every", "elastic", "object_diameter", "scale")
@@ -149,6 +149,9 @@ def run_train(args: argparse.Namespace) -> int:
             raise ScribbleUNetError(f"--depth {args.depth} differs from the depth {model_config.depth} of --init")
         if args.width is not None and args.width != model_config.width:
             raise ScribbleUNetError(f"--width {args.width} differs from the width {model_config.width} of --init")
+        if args.filter_bank is not None and args.filter_bank != model_config.filter_bank:
+            raise ScribbleUNetError("--filter-bank/--no-filter-bank differs from the filter bank of --init "
+                                    f"({'on' if model_config.filter_bank else 'off'})")
     else:
         names = names or ("object",)
         model_config = ModelConfig(
@@ -225,8 +228,6 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_summary(trainer: Any, finished: Any, stroke_iou: float | None) -> dict[str, Any]:
     """The one JSON line ``train`` ends with (for scripts and benchmarks)."""
-    from ..training.sampler import field_of_view
-
     notes = finished.checkpoint.training
     seconds = float(notes.get("elapsed_s") or 0.0)
     choice = trainer.scale_choice
@@ -240,7 +241,7 @@ def run_summary(trainer: Any, finished: Any, stroke_iou: float | None) -> dict[s
         "object_diameter_px": None if choice.diameter is None else round(choice.diameter, 1),
         "diameter_source": choice.source,
         "scale": choice.scale,
-        "field_of_view_px": field_of_view(trainer.model_config.depth) * choice.scale,
+        "field_of_view_px": trainer.model_config.field_of_view * choice.scale,
         "tile": trainer.tile,
         "final_loss": notes.get("final_loss"),
         "held_out_stroke_iou": None if stroke_iou is None else round(stroke_iou, 4),

@@ -20,6 +20,8 @@ from torch import nn
 
 from ..config import ModelOptions, NormKind
 from ..errors import ScribbleUNetError
+from . import filters
+from .filters import FilterBank
 
 
 class ModelConfig(ModelOptions):
@@ -45,14 +47,27 @@ class ModelConfig(ModelOptions):
         return self.align * self.scale
 
     @property
+    def filter_reach(self) -> int:
+        """Pixels each side the input filter bank reads (0 without one)."""
+        return filters.reach() if self.filter_bank else 0
+
+    @property
+    def field_of_view(self) -> int:
+        """Side (px, at the working resolution) of the input window one output pixel depends on."""
+        left, right = receptive_field(self.depth)
+        return left + right + 1 + 2 * self.filter_reach
+
+    @property
     def halo(self) -> int:
         """Context (px) each side of an output tile so that tiling is exact."""
-        return required_halo(self.depth)
+        return required_halo(self.depth, self.filter_reach)
 
     def to_json(self) -> str:
         d = self.model_dump(mode="json")
         if d.get("scale") == 1:
             del d["scale"]  # full resolution: the header (and the model token) of earlier versions
+        if d.get("filter_bank") is False:
+            del d["filter_bank"]  # no filter bank: as earlier versions wrote it
         return json.dumps(d, sort_keys=True)
 
     @classmethod
@@ -61,7 +76,7 @@ class ModelConfig(ModelOptions):
         unknown = set(d) - known
         if unknown:
             raise ScribbleUNetError(f"unknown model config keys: {', '.join(sorted(unknown))}")
-        return cls(**d)
+        return cls(**{"filter_bank": False, **d})  # headers without the key predate the filter bank
 
 
 def receptive_field(depth: int) -> tuple[int, int]:
@@ -95,9 +110,10 @@ def receptive_field(depth: int) -> tuple[int, int]:
     return left, right
 
 
-def required_halo(depth: int) -> int:
-    """Halo (px) for exact tiling: the receptive field rounded up to a multiple of ``2**depth``."""
-    reach = max(receptive_field(depth))
+def required_halo(depth: int, extra: int = 0) -> int:
+    """Halo (px) for exact tiling: the receptive field (widened by ``extra``, the reach of an input filter
+    bank) rounded up to a multiple of ``2**depth``."""
+    reach = max(receptive_field(depth)) + extra
     align = 2**depth
     return -(-reach // align) * align
 
@@ -122,7 +138,8 @@ class UNet(nn.Module):
         w, d = config.width, config.depth
         chans = [w * 2**i for i in range(d + 1)]
         self.down = nn.ModuleList()
-        c_prev = config.in_channels
+        self.filters = FilterBank(config.in_channels) if config.filter_bank else None
+        c_prev = self.filters.out_channels if self.filters is not None else config.in_channels
         for i in range(d):
             self.down.append(_DoubleConv(c_prev, chans[i], config.norm))
             c_prev = chans[i]
@@ -135,7 +152,13 @@ class UNet(nn.Module):
             self.dec.append(_DoubleConv(2 * chans[i], chans[i], config.norm))
         self.head = nn.Conv2d(chans[0], config.out_channels, 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, context: int = 0) -> torch.Tensor:
+        """Logits of ``x``; ``context`` pixels each side feed only the input filter bank and are cropped
+        before the U-Net (training tiles carry them so that the filters see what they see at prediction)."""
+        if self.filters is not None:
+            x = self.filters(x)
+        if context:
+            x = x[..., context:-context, context:-context]
         a = self.config.align
         if x.shape[-1] % a or x.shape[-2] % a:
             raise ValueError(f"U-Net input sides must be multiples of {a}, got {tuple(x.shape[-2:])}")

@@ -15,7 +15,7 @@ def config_for_init(init: Checkpoint, class_names: Sequence[str] | None = None) 
     c = init.config
     names = tuple(class_names) if class_names else c.class_names
     return ModelConfig(depth=c.depth, width=c.width, in_channels=c.in_channels, n_classes=len(names),
-                       class_names=names, norm=c.norm)
+                       class_names=names, norm=c.norm, filter_bank=c.filter_bank)
 
 
 def check_classes_painted(counts: dict[int, int], class_names: Sequence[str]) -> None:

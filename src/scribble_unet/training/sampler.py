@@ -92,7 +92,7 @@ def check_tile(tile: int | None, config: ModelConfig) -> int:
     the context it sees at prediction time.
     """
     a = config.align
-    fov = field_of_view(config.depth)
+    fov = field_of_view(config.depth)  # an input filter bank gets its context beside the tile
     if tile is None:
         return max(64, -(-fov // a) * a)
     if tile <= 0:
@@ -101,7 +101,7 @@ def check_tile(tile: int | None, config: ModelConfig) -> int:
     if t < fov:
         need = -(-fov // a) * a
         raise ScribbleUNetError(
-            f"tile {tile} is smaller than the field of view of a depth-{config.depth} U-Net "
+            f"tile {tile} is smaller than the field of view of the network "
             f"({fov} px); use a tile of at least {need}"
         )
     return t
@@ -152,6 +152,9 @@ class TileSampler:
     weights
         Optional ``(Y, X)`` per-pixel loss weights (e.g. the U-Net border weight map), read like the
         labels.
+    context
+        Extra image pixels on each side of a tile (labels and weights stay ``tile`` wide): the reach of
+        the model's input filter bank, so its responses in the tile are those of prediction.
     """
 
     def __init__(
@@ -164,6 +167,7 @@ class TileSampler:
         fg_share: float = 0.5,
         augment: Augment = NO_AUGMENT,
         weights: Any | None = None,
+        context: int = 0,
     ) -> None:
         if not 0.0 <= fg_share <= 1.0:
             raise ScribbleUNetError(f"foreground share must be in [0, 1], got {fg_share}")
@@ -177,6 +181,7 @@ class TileSampler:
         self.fg_share = float(fg_share)
         self.augment = augment
         self.weights = weights
+        self.context = int(context)
         self.shape: tuple[int, int] = tuple(image.shape_yx)
 
     def set_split(self, split: StrokeSplit) -> None:
@@ -240,14 +245,15 @@ class TileSampler:
     def sample(self, rng: np.random.Generator, on_object: bool | None = None) -> Tile:
         """Draw one augmented training tile (``on_object`` as in :meth:`draw_centre`)."""
         value, y, x = self.draw_centre(rng, on_object)
-        t, m = self.tile, self.augment.margin
+        t, c = self.tile, self.context
+        m = self.augment.margin + c
         y0, x0 = y - t // 2, x - t // 2
         img, labels, weight = self.read_window(y0 - m, y0 + t + m, x0 - m, x0 + t + m)
-        img, labels, weight = augment_tile(img, labels, weight, self.augment, rng, margin=m)
+        img, labels, weight = augment_tile(img, labels, weight, self.augment, rng, margin=m, context=c)
         return Tile(img, labels, weight, (value, y, x))
 
     def batch(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """``n`` tiles stacked: images ``(n, C, T, T)``, labels ``(n, T, T)``, weights or None.
+        """``n`` tiles stacked: images ``(n, C, T + 2 context, T + 2 context)``, labels ``(n, T, T)``, weights or None.
 
         Batches are stratified: ``n * fg_share`` of the tiles are object-centred (the fractional part
         decided at random), so the expected share is ``fg_share`` as for single draws, but every batch
@@ -304,8 +310,10 @@ def augment_tile(
     augment: Augment,
     rng: np.random.Generator,
     margin: int = 0,
+    context: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Augment a tile read with ``margin`` extra pixels on each side; returns the central part.
+    """Augment a tile read with ``margin`` extra pixels on each side; returns the central part (the image
+    keeps ``context <= margin`` pixels more on each side, for the model's input filters).
 
     The elastic deformation, when on, is applied to the whole window before cropping, so it pulls in
     real context instead of mirrored tile edges. If it would leave the tile without any labelled pixel
@@ -315,6 +323,8 @@ def augment_tile(
     s = labels.shape[0]
     t = s - 2 * margin
     crop = (slice(margin, margin + t), slice(margin, margin + t))
+    lo, hi = margin - context, margin + t + context
+    icrop = (slice(None), slice(lo, hi), slice(lo, hi))
     if augment.elastic and augment.elastic_sigma > 0:
         dy, dx = elastic_field(s, augment.elastic_sigma, augment.elastic_grid, rng)
         lab_e = _apply_field(labels, dy, dx, order=0)[crop]
@@ -323,12 +333,12 @@ def augment_tile(
             labels = lab_e
             if weight is not None:
                 weight = _apply_field(weight, dy, dx, order=1).astype(np.float32)[crop]
-            image = image[(slice(None), *crop)]
+            image = image[icrop]
         else:
-            image, labels = image[(slice(None), *crop)], labels[crop]
+            image, labels = image[icrop], labels[crop]
             weight = weight[crop] if weight is not None else None
     else:
-        image, labels = image[(slice(None), *crop)], labels[crop]
+        image, labels = image[icrop], labels[crop]
         weight = weight[crop] if weight is not None else None
 
     ops: list[Callable[[np.ndarray], np.ndarray]] = []

@@ -170,7 +170,7 @@ class Trainer:
             )
         self.sampler = TileSampler(
             self.image, self.labels, self.split, self.tile, self.normalization, config.fg_share, config.augment,
-            weights,
+            weights, context=model_config.filter_reach,
         )
         self.loss_fn = ScribbleLoss(model_config.n_classes, config.loss_config, self.index.counts)
 
@@ -312,7 +312,7 @@ class Trainer:
                 if isinstance(m, torch.nn.BatchNorm2d):
                     m.eval()  # running statistics used and kept; scale and shift still learn
         self.optimizer.zero_grad(set_to_none=True)
-        loss = self.loss_fn(self.model(x), y, w)
+        loss = self.loss_fn(self.model(x, context=self.sampler.context), y, w)
         loss.backward()
         self.optimizer.step()
         return float(loss.detach())
