@@ -84,6 +84,15 @@ def test_end_to_end_paint_train_predict_export(make_napari_viewer, qtbot, tmp_pa
     mask = zarr.open_group(out, mode="r")["labels/mask/0"][:]
     assert np.array_equal(mask, expected)
     assert main.export.progress.value() == main.export.progress.maximum() > 0
+    # File > Open of the export: one labels layer, named by class, coloured as the live prediction.
+    before = len(viewer.layers)
+    viewer.open(str(out), plugin=PLUGIN)
+    added = list(viewer.layers)[before:]
+    assert [(type(ly).__name__, ly.name) for ly in added] == [("Labels", "mask")]
+    assert added[0].metadata["class_names"] == ["background", "nucleus"]
+    assert np.array_equal(np.asarray(added[0].data[0] if added[0].multiscale else added[0].data), expected)
+    assert np.allclose(added[0].colormap.map(1), pred_layer.colormap.map(1))
+    assert added[0].colormap.map(0)[3] == 0  # background transparent, as in the live prediction
 
 
 def test_training_errors_become_notifications_and_widget_stays_usable(make_napari_viewer, tmp_path,
