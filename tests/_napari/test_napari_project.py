@@ -113,6 +113,8 @@ def test_reopened_project_comes_back_whole_and_start_continues_its_model(make_na
     assert load_checkpoint(folder / meta["model"]).config.class_names == ("nucleus",)
     assert [s for s, _ in main2.train.plot.loss] == list(range(1, 13))  # one curve, steps counted on
     assert "12 steps" in main2.train.models_combo.currentText()
+    # The Predict tab counts the model's steps the same way (all runs, not only the last one).
+    assert ctrl2.state.prediction.model_steps == 12 and "(12 steps)" in main2.predict.status.text()
 
 
 def test_zoomed_out_the_brush_is_off_with_a_hint_and_zoomed_in_strokes_are_saved(make_napari_viewer, qtbot,

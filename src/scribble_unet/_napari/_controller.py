@@ -220,7 +220,8 @@ class Controller(ProjectActions):
         live.set_checkpoint(checkpoint)
         self._ensure_live_worker()
         self.refresh_view()
-        steps = checkpoint.training.get("steps") if checkpoint.training else None
+        version = self.project.version_of(path) if self.project is not None else None  # steps of all runs
+        steps = version.steps if version is not None else (checkpoint.training or {}).get("steps")
         self._show_prediction_status(model_steps=steps, model_token=checkpoint.token)
 
     def set_live_tile(self, tile: int) -> None:
