@@ -228,3 +228,41 @@ def test_large_sample_draws_scribbles_outside_the_window_when_zoomed_out(make_na
     qtbot.wait(500)
     viewer.reset_view()
     qtbot.waitUntil(lambda: shown()[0] >= 4 and (shown()[1] == 3).any(), timeout=3000)
+
+
+def test_a_run_that_used_its_time_budget_ends_with_a_full_progress_bar(make_napari_viewer, qtbot, tmp_path,
+                                                                        monkeypatch) -> None:
+    import time
+
+    from scribble_unet.training.trainer import Trainer
+
+    checkpoint = Trainer.checkpoint
+
+    def slow_checkpoint(self, *args, **kwargs):
+        """The first checkpoint takes the rest of the budget, as a validation or a save on a large image can."""
+        if self.step == 1 and not kwargs.get("finished", False):
+            time.sleep(2.2)
+        return checkpoint(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "checkpoint", slow_checkpoint)
+    viewer = make_napari_viewer()
+    viewer.open_sample(PLUGIN, "nuclei-dsb2018")
+    _, main = viewer.window.add_plugin_dock_widget(PLUGIN, "Scribble U-Net")
+    ctrl = main.controller
+    main.data.image_combo.setCurrentText("nuclei (DSB 2018)")
+    main.data.folder_edit.setText(str(tmp_path / "project"))
+    main.data.open_project()
+    _paint_nuclei_scribbles(ctrl.scribble_layer, viewer.layers["nuclei instances"].data)
+    train = main.train
+    train.model_form.set_value("depth", 2)
+    train.model_form.set_value("width", 4)
+    train.time_spin.setValue(2)  # "Train for 2 s"
+    for key, value in {"batch_size": 2, "checkpoint_every": 1, "validate_every": 0, "device": "cpu",
+                       "tile": 64}.items():
+        train.train_form.set_value(key, value)
+    train.start()
+    qtbot.waitUntil(lambda: not ctrl.is_training and ctrl.state.training.message.startswith("Finished"),
+                    timeout=120_000)
+    assert "time budget used" in ctrl.state.training.message
+    # The bar counts seconds: a run that used them all shows them all, not the time of its last step.
+    assert train.progress.maximum() == 2 and train.progress.value() == 2

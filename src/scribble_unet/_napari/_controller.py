@@ -348,6 +348,7 @@ class Controller(ProjectActions):
             self._show_versions()
         if isinstance(event, FinishedEvent):
             why = {"steps": "step limit reached", "time": "time budget used", "stopped": "stopped"}
+            status.elapsed = getattr(self.trainer, "elapsed", status.elapsed)  # the run's whole time, for the bar
             status.message = f"Finished: {event.step} steps ({why.get(event.reason, event.reason)})"
             self._say(f"Training finished: {event.step} steps ({why.get(event.reason, event.reason)})")
 
