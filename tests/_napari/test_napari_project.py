@@ -170,6 +170,20 @@ def test_zoomed_out_the_brush_is_off_with_a_hint_and_zoomed_in_strokes_are_saved
     layer.paint((40000 - oy, 10000 - ox), 1)
     assert store[40000, 10000] == 1
     assert store[20000, 50000] == 2  # the first stroke survived the window's moves
+    # Panned beyond the window with the brush in hand: until the window has followed the view (it waits
+    # for the camera to rest), napari would drop a stroke outside it, so the brush is off meanwhile ...
+    viewer.scene.camera.center = (60000, 60000)
+    oy, ox = layer.data.origin
+    h, w = layer.data.shape
+    assert not (oy <= 60000 < oy + h and ox <= 60000 < ox + w)
+    assert not layer.editable and layer.mode == "pan_zoom"
+    # ... and back, as it was, once the window is there.
+    qtbot.waitUntil(lambda: layer.data.origin[0] <= 60000 < layer.data.origin[0] + h and layer.editable,
+                    timeout=5_000)
+    assert layer.mode == "paint" and not text_overlay(viewer).visible
+    oy, ox = layer.data.origin
+    layer.paint((60000 - oy, 60000 - ox), 2)
+    assert store[60000, 60000] == 2
 
 
 def test_corrections_of_the_prediction_become_scribbles_the_trainer_uses_and_undo(make_napari_viewer, qtbot,

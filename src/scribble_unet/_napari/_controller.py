@@ -180,6 +180,7 @@ class Controller(ProjectActions):
 
     def _on_camera(self, event: Any = None) -> None:
         self.scheduler.interacted()
+        self.scribbles.guard(self.visible_region())  # the brush waits for the window (see refresh_view)
         if self._view_timer is None:
             from qtpy.QtCore import QTimer
 
