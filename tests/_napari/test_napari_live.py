@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import zarr
 
+from scribble_unet.export.instances import instances_to_zarr
+from scribble_unet.export.to_zarr import predict_to_zarr
+from scribble_unet.image import open_image
 from scribble_unet.inference.instances import instance_labels
 from scribble_unet.inference.live import quantise_uncertainty
 from scribble_unet.inference.predict import predict_array
@@ -43,6 +47,13 @@ def _checkpoint_with_objects(image: np.ndarray) -> Checkpoint:
     return Checkpoint.from_model(model, norm)
 
 
+def _assert_same_objects(a: np.ndarray, b: np.ndarray) -> None:
+    """``a`` and ``b`` label the same objects, whatever numbers they give them."""
+    assert np.array_equal(a > 0, b > 0)
+    pairs = np.unique(np.stack([a[a > 0], b[a > 0]]), axis=1)
+    assert pairs.shape[1] == np.unique(a[a > 0]).size == np.unique(b[b > 0]).size
+
+
 def test_uncertainty_and_objects_layers_match_the_core_functions(make_napari_viewer, qtbot, tmp_path) -> None:
     viewer = make_napari_viewer()
     viewer.open_sample(PLUGIN, "nuclei-dsb2018")
@@ -72,6 +83,13 @@ def test_uncertainty_and_objects_layers_match_the_core_functions(make_napari_vie
     objects = np.asarray(viewer.layers["objects"].data)
     assert objects.max() > 10
     assert np.array_equal(objects, instance_labels(mask, split=True, object_diameter=12.0))
+    # The same objects as the export's instance labels (chunked, merged across chunk borders).
+    out = tmp_path / "export.zarr"
+    predict_to_zarr(ckpt, open_image(image), out, tile=128, progress=False, device="cpu")
+    instances_to_zarr(out, split=True, object_diameter=12.0, progress=False)
+    exported = zarr.open_group(out, mode="r")
+    assert np.array_equal(exported["labels/mask/0"][:], mask)
+    _assert_same_objects(objects, exported["labels/instances/0"][:])
 
     # "Next region to check": the camera goes to the most uncertain unpainted region.
     box = main.predict.next_region()

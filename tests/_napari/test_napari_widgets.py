@@ -84,6 +84,15 @@ def test_end_to_end_paint_train_predict_export(make_napari_viewer, qtbot, tmp_pa
     mask = zarr.open_group(out, mode="r")["labels/mask/0"][:]
     assert np.array_equal(mask, expected)
     assert main.export.progress.value() == main.export.progress.maximum() > 0
+    # File > Open of the export: one labels layer, named by class, coloured as the live prediction.
+    before = len(viewer.layers)
+    viewer.open(str(out), plugin=PLUGIN)
+    added = list(viewer.layers)[before:]
+    assert [(type(ly).__name__, ly.name) for ly in added] == [("Labels", "mask")]
+    assert added[0].metadata["class_names"] == ["background", "nucleus"]
+    assert np.array_equal(np.asarray(added[0].data[0] if added[0].multiscale else added[0].data), expected)
+    assert np.allclose(added[0].colormap.map(1), pred_layer.colormap.map(1))
+    assert added[0].colormap.map(0)[3] == 0  # background transparent, as in the live prediction
 
 
 def test_training_errors_become_notifications_and_widget_stays_usable(make_napari_viewer, tmp_path,
@@ -219,3 +228,41 @@ def test_large_sample_draws_scribbles_outside_the_window_when_zoomed_out(make_na
     qtbot.wait(500)
     viewer.reset_view()
     qtbot.waitUntil(lambda: shown()[0] >= 4 and (shown()[1] == 3).any(), timeout=3000)
+
+
+def test_a_run_that_used_its_time_budget_ends_with_a_full_progress_bar(make_napari_viewer, qtbot, tmp_path,
+                                                                        monkeypatch) -> None:
+    import time
+
+    from scribble_unet.training.trainer import Trainer
+
+    checkpoint = Trainer.checkpoint
+
+    def slow_checkpoint(self, *args, **kwargs):
+        """The first checkpoint takes the rest of the budget, as a validation or a save on a large image can."""
+        if self.step == 1 and not kwargs.get("finished", False):
+            time.sleep(2.2)
+        return checkpoint(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "checkpoint", slow_checkpoint)
+    viewer = make_napari_viewer()
+    viewer.open_sample(PLUGIN, "nuclei-dsb2018")
+    _, main = viewer.window.add_plugin_dock_widget(PLUGIN, "Scribble U-Net")
+    ctrl = main.controller
+    main.data.image_combo.setCurrentText("nuclei (DSB 2018)")
+    main.data.folder_edit.setText(str(tmp_path / "project"))
+    main.data.open_project()
+    _paint_nuclei_scribbles(ctrl.scribble_layer, viewer.layers["nuclei instances"].data)
+    train = main.train
+    train.model_form.set_value("depth", 2)
+    train.model_form.set_value("width", 4)
+    train.time_spin.setValue(2)  # "Train for 2 s"
+    for key, value in {"batch_size": 2, "checkpoint_every": 1, "validate_every": 0, "device": "cpu",
+                       "tile": 64}.items():
+        train.train_form.set_value(key, value)
+    train.start()
+    qtbot.waitUntil(lambda: not ctrl.is_training and ctrl.state.training.message.startswith("Finished"),
+                    timeout=120_000)
+    assert "time budget used" in ctrl.state.training.message
+    # The bar counts seconds: a run that used them all shows them all, not the time of its last step.
+    assert train.progress.maximum() == 2 and train.progress.value() == 2

@@ -180,6 +180,7 @@ class Controller(ProjectActions):
 
     def _on_camera(self, event: Any = None) -> None:
         self.scheduler.interacted()
+        self.scribbles.guard(self.visible_region())  # the brush waits for the window (see refresh_view)
         if self._view_timer is None:
             from qtpy.QtCore import QTimer
 
@@ -220,7 +221,8 @@ class Controller(ProjectActions):
         live.set_checkpoint(checkpoint)
         self._ensure_live_worker()
         self.refresh_view()
-        steps = checkpoint.training.get("steps") if checkpoint.training else None
+        version = self.project.version_of(path) if self.project is not None else None  # steps of all runs
+        steps = version.steps if version is not None else (checkpoint.training or {}).get("steps")
         self._show_prediction_status(model_steps=steps, model_token=checkpoint.token)
 
     def set_live_tile(self, tile: int) -> None:
@@ -347,6 +349,7 @@ class Controller(ProjectActions):
             self._show_versions()
         if isinstance(event, FinishedEvent):
             why = {"steps": "step limit reached", "time": "time budget used", "stopped": "stopped"}
+            status.elapsed = getattr(self.trainer, "elapsed", status.elapsed)  # the run's whole time, for the bar
             status.message = f"Finished: {event.step} steps ({why.get(event.reason, event.reason)})"
             self._say(f"Training finished: {event.step} steps ({why.get(event.reason, event.reason)})")
 

@@ -106,6 +106,7 @@ class ScribbleLayers:
         self._timer: Any = None
         self._closed = False
         self.paintable = True
+        self._mode_to_restore: str | None = None
 
     def _alive(self, layer: Any) -> bool:
         return layer is not None and layer in self.viewer.layers
@@ -176,6 +177,23 @@ class ScribbleLayers:
                 self.refresh_overview()
         self.set_paintable(can_paint(box, view))
 
+    def guard(self, view: Box | None) -> None:
+        """The camera just moved to ``view``: no brush where the window does not reach yet.
+
+        :meth:`follow` moves the window only once the camera rests; until then a stroke outside the
+        window would be dropped by napari, so the brush is off meanwhile and :meth:`set_paintable`
+        gives it back (the same tool) once the window is there.
+        """
+        layer = self.layer
+        if view is None or not (self.paintable and layer is not None and layer.editable
+                                and isinstance(layer.data, WriteThroughWindow)):
+            return
+        oy, ox = layer.data.origin
+        wh, ww = layer.data.shape
+        if not can_paint((oy, oy + wh, ox, ox + ww), view) and self._alive(layer):
+            self._mode_to_restore = str(layer.mode)
+            layer.editable = False
+
     def set_paintable(self, paintable: bool) -> None:
         """Turn the brush on or off; off, a hint on the canvas asks the user to zoom in.
 
@@ -185,6 +203,9 @@ class ScribbleLayers:
         layer = self.layer
         if self._alive(layer) and layer.editable != paintable:
             layer.editable = paintable
+        if paintable and self._mode_to_restore is not None and self._alive(layer):
+            layer.mode = self._mode_to_restore  # the tool the camera move took away (see guard)
+        self._mode_to_restore = None
         overlay = text_overlay(self.viewer)
         if overlay is not None and paintable != self.paintable:
             if not paintable:

@@ -331,9 +331,12 @@ class TrainWidget(Tab):
     def _on_message(self, message: str) -> None:
         if alive(self) and message:
             self.info.setText(message)
+            status = self.controller.state.training
             if self.progress.maximum() == 0:
                 self.progress.setRange(0, 1)
                 self.progress.setValue(1)
+            elif status.time_budget:  # the time after the last step (validation, saving) counts too
+                self.progress.setValue(min(int(status.elapsed), self.progress.maximum()))
 
     def _on_class_names(self, names: tuple[str, ...]) -> None:
         if alive(self):
