@@ -234,6 +234,10 @@ class TrainOptions(Options):
     noise: float = option(0.1, "Largest standard deviation of Gaussian noise added to the normalised tiles "
                                "(0 disables it); fresh noise keeps the network from learning the few "
                                "labelled pixels by heart.", ge=0)
+    consistency: float = option(0.0, "Weight of learning from unpainted pixels: an averaged copy of the "
+                                     "network (mean teacher) labels the pixels it is confident about, "
+                                     "and the network is trained to agree there (0 turns it off).",
+                                label="consistency weight", ge=0, le=100)
     loss: LossKind = option("ce", "'ce': binary cross-entropy with a positive weight for one class, "
                                   "class-weighted cross-entropy for several; 'focal': focal loss.")
     dice_weight: float = option(0.0, "Weight of an added soft Dice term on labelled pixels (0 for none).",

@@ -22,7 +22,6 @@ Example
 
 from __future__ import annotations
 
-import math
 import os
 import threading
 import time
@@ -55,7 +54,8 @@ from .prefetch import Batch, Prefetcher
 from .prepare import _load_init, check_classes_painted, config_for_init  # noqa: F401 (config_for_init: re-exported)
 from .sampler import TileSampler, check_tile, field_of_view
 from .scale import ScaleChoice, estimate_diameter, scale_for_diameter
-from .train_config import TrainConfig
+from .teacher import MeanTeacher
+from .train_config import TrainConfig, scheduled_lr
 from .validate import predict_held_out, scores_per_class
 
 
@@ -182,6 +182,7 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
         )
+        self.teacher = MeanTeacher(self.model, config.consistency) if config.consistency > 0 else None
         self.rng = np.random.default_rng(config.seed)
         self.step = 0
         self.elapsed = 0.0
@@ -282,18 +283,7 @@ class Trainer:
 
     def learning_rate(self, run_step: int, run_elapsed: float) -> float:
         """Learning rate for the ``run_step``-th step of the current run (0-based), see ``lr_schedule``."""
-        cfg = self.config
-        lr = cfg.lr
-        if cfg.warmup_steps and self.step < cfg.warmup_steps:
-            lr *= (self.step + 1) / (cfg.warmup_steps + 1)
-        if cfg.lr_schedule == "cosine":
-            progress = 0.0
-            if cfg.steps is not None:
-                progress = run_step / cfg.steps
-            if cfg.time_budget is not None:
-                progress = max(progress, run_elapsed / cfg.time_budget)
-            lr *= 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
-        return lr
+        return scheduled_lr(self.config, self.step, run_step, run_elapsed)
 
     def _draw_batch(self) -> Batch:
         with self._sampler_lock:
@@ -312,9 +302,15 @@ class Trainer:
                 if isinstance(m, torch.nn.BatchNorm2d):
                     m.eval()  # running statistics used and kept; scale and shift still learn
         self.optimizer.zero_grad(set_to_none=True)
-        loss = self.loss_fn(self.model(x, context=self.sampler.context), y, w)
+        logits = self.model(x, context=self.sampler.context)
+        loss = self.loss_fn(logits, y, w)
+        extra = self.teacher.loss(logits, x, y, self.sampler.context, self.step) if self.teacher else None
+        if extra is not None:
+            loss = loss + extra
         loss.backward()
         self.optimizer.step()
+        if self.teacher is not None:
+            self.teacher.update(self.model)
         return float(loss.detach())
 
     def class_label_names(self) -> dict[int, str]:
