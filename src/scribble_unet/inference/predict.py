@@ -36,7 +36,8 @@ from .window_net import WindowNet
 
 DEFAULT_TILE = 512
 PIECE = 256
-"""Largest side (px of the network's input resolution) computed in one forward pass on the CPU."""
+"""On the CPU, a chunk is computed in pieces of about this side (px at the network's resolution),
+``round(side / PIECE)`` per axis; the whole-image pass (``tile=0``) is one piece."""
 
 _MODEL_CACHE: dict[tuple[str, str], WindowNet] = {}
 _MODEL_LOCK = threading.Lock()
@@ -165,7 +166,7 @@ class ChunkPredictor:
     def _forward(self, x: np.ndarray, margin: int) -> torch.Tensor:
         """Probabilities ``(K, h - 2 margin, w - 2 margin)`` of the centre of input window ``x``.
 
-        On the CPU a centre larger than :data:`PIECE` px is computed in pieces (each from its own
+        On the CPU a centre of 1.5 :data:`PIECE` px or more is computed in pieces (each from its own
         sub-window of ``x`` with the same margin, so each is exact): the feature maps of a piece stay in
         the core's cache, which measured faster than one large forward pass or a batch of pieces.
         """
