@@ -21,6 +21,7 @@ CKPTS = {
     "depth2-1class": make_checkpoint(depth=2, width=4, seed=11),
     "depth3-3class-2ch": make_checkpoint(depth=3, width=4, channels=2, classes=3, seed=12),
     "depth1-nonorm": make_checkpoint(depth=1, width=6, norm="none", seed=13),
+    "depth2-filters-3ch": make_checkpoint(depth=2, width=4, channels=3, seed=14, filter_bank=True),
 }
 
 
@@ -91,9 +92,11 @@ def test_chunks_in_pieces_equal_the_whole_pass(monkeypatch, piece: int, key: str
 
 @pytest.mark.parametrize("f", [1, 2])
 @pytest.mark.parametrize("classes", [1, 3])
-def test_working_resolution_chunks_in_pieces_equal_the_whole_pass(monkeypatch, f: int, classes: int) -> None:
+@pytest.mark.parametrize("filter_bank", [False, True])
+def test_working_resolution_chunks_in_pieces_equal_the_whole_pass(monkeypatch, f: int, classes: int,
+                                                                   filter_bank: bool) -> None:
     monkeypatch.setattr(predict_mod, "PIECE", 12)
-    ckpt = _scaled(make_checkpoint(depth=2, width=4, classes=classes, seed=21), f)
+    ckpt = _scaled(make_checkpoint(depth=2, width=4, classes=classes, seed=21, filter_bank=filter_bank), f)
     img = np.random.default_rng(f + classes).random((123, 90)).astype(np.float32)
     ref = predict_image(ckpt.build(), img, ckpt.normalization)
     if classes > 1:

@@ -117,7 +117,9 @@ class WindowNet:
 
     def __init__(self, unet: UNet, channels_last: bool = False) -> None:
         self.depth = unet.config.depth
+        self.filters = unet.filters  # fixed input filter bank, or None
         fmt = torch.channels_last if channels_last else torch.contiguous_format
+        self.fmt = fmt
 
         def prep(wb: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
             return wb[0].contiguous(memory_format=fmt), wb[1].contiguous()
@@ -142,6 +144,15 @@ class WindowNet:
     def __call__(self, x: torch.Tensor, margin: int) -> torch.Tensor:
         """Logits ``(N, C_out, h - 2 margin, w - 2 margin)`` of input windows ``x`` ``(N, C_in, h, w)``."""
         d = self.depth
+        if self.filters is not None:
+            # Drop the border the filter bank's zero padding reaches into, rounded down to the pooling grid
+            # (the origin must stay on it); the rest of that border lies outside what the output needs.
+            r = self.filters.radius // 2**d * 2**d
+            x = self.filters(x)
+            if r:
+                x = x[..., r:-r, r:-r]
+            x = x.contiguous(memory_format=self.fmt)
+            margin -= r
         py, px = plan_axis(x.shape[-2], margin, d), plan_axis(x.shape[-1], margin, d)
 
         def crop(t: torch.Tensor, origin: tuple[int, int], ry: Interval, rx: Interval) -> torch.Tensor:

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-SIGMAS: tuple[float, ...] = (0.7, 1.6)
+SIGMAS: tuple[float, ...] = (0.7, 1.6, 3.5, 5.0)
 """Scales (px at the working resolution) of the filters; ilastik's default set without its extremes."""
 TRUNCATE = 3.0
 """Kernels are cut at this many standard deviations."""
