@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import zarr
 
+from scribble_unet._napari import _live_view as live_view_module
 from scribble_unet.export.instances import instances_to_zarr
 from scribble_unet.export.to_zarr import predict_to_zarr
 from scribble_unet.image import open_image
@@ -54,7 +55,8 @@ def _assert_same_objects(a: np.ndarray, b: np.ndarray) -> None:
     assert pairs.shape[1] == np.unique(a[a > 0]).size == np.unique(b[b > 0]).size
 
 
-def test_uncertainty_and_objects_layers_match_the_core_functions(make_napari_viewer, qtbot, tmp_path) -> None:
+def test_uncertainty_and_objects_layers_match_the_core_functions(make_napari_viewer, qtbot, tmp_path,
+                                                                 monkeypatch) -> None:
     viewer = make_napari_viewer()
     viewer.open_sample(PLUGIN, "nuclei-dsb2018")
     _, main = viewer.window.add_plugin_dock_widget(PLUGIN, "Scribble U-Net")
@@ -98,6 +100,15 @@ def test_uncertainty_and_objects_layers_match_the_core_functions(make_napari_vie
     assert y0 <= cy <= y1 and x0 <= cx <= x1
     u = uncertainty_from_probabilities(prob)
     assert u[y0:y1, x0:x1].mean() >= u.mean()
+
+    # Asked again, it goes elsewhere: a region proposed before is not proposed again (issue 9)
+    monkeypatch.setattr(live_view_module, "NEXT_REGION_SIDE", 128)
+    ctrl.live_view.proposed = []
+    first = main.predict.next_region()
+    second = main.predict.next_region()
+    (a0, a1, b0, b1), (c0, c1, d0, d1) = first, second
+    assert a1 <= c0 or c1 <= a0 or b1 <= d0 or d1 <= b0  # no overlap
+    assert u[a0:a1, b0:b1].mean() >= u[c0:c1, d0:d1].mean()
 
 
 def test_pause_zoom_out_and_priority_on_a_large_image(make_napari_viewer, qtbot, tmp_path) -> None:

@@ -93,3 +93,21 @@ def test_most_uncertain_region_edge_cases() -> None:
         most_uncertain_region(u, np.zeros((5, 6)), 2)
     with pytest.raises(ValueError, match="window"):
         most_uncertain_region(u, None, 0)
+
+
+def test_most_uncertain_region_excludes_regions_proposed_before() -> None:
+    # a hard spot stays uncertain after a thin stroke through it: painted pixels alone let it win again
+    u = np.zeros((40, 40))
+    u[8:16, 8:16] = 0.9
+    u[24:30, 26:32] = 0.6
+    first = most_uncertain_region(u, None, 8)
+    assert first == (8, 16, 8, 16)
+    painted = np.zeros(u.shape, bool)
+    painted[12, 8:16] = True  # one stroke across it
+    assert most_uncertain_region(u, painted, 8) == (8, 16, 8, 16)
+    second = most_uncertain_region(u, painted, 8, exclude=[first])
+    assert second is not None and second[0] >= 22 and second[2] >= 24  # the other spot
+    assert most_uncertain_region(u, painted, 8, exclude=[first, second]) is None  # both spots checked
+    assert most_uncertain_region(u, None, 8, exclude=[(0, 40, 0, 40)]) is None
+    # boxes partly outside the array are clipped
+    assert most_uncertain_region(u, None, 8, exclude=[(-5, 16, -5, 16), (20, 99, 20, 99)]) is None

@@ -67,6 +67,9 @@ class LiveView:
         self._redraw_timer: Any = None
         self._objects_timer: Any = None
         self.redraws = 0
+        self.proposed: list[Box] = []
+        """Full-resolution regions "next region to check" went to, on the image ``_proposed_for``."""
+        self._proposed_for: Any = None
 
     def _alive(self, layer: Any) -> bool:
         return layer is not None and layer in self.viewer.layers
@@ -139,7 +142,12 @@ class LiveView:
         self.ctrl.scribbles.raise_to_top()
 
     def next_region(self) -> Box:
-        """Move the camera to the most uncertain predicted region not yet painted; returns it."""
+        """Move the camera to the most uncertain predicted region not yet painted; returns it.
+
+        A region proposed before on the same image is not proposed again (strokes cover a few percent of
+        it, and a hard place stays uncertain after a stroke); once every region has been proposed the
+        list starts over.
+        """
         ctrl = self.ctrl
         live, source = ctrl.live, ctrl.source
         if live is None or source is None or live.token is None:
@@ -153,11 +161,19 @@ class LiveView:
             from ..scribbles.project import ScribbleOverview
 
             painted = ScribbleOverview(ctrl.store, level + 1).read(level, 0, u.shape[0], 0, u.shape[1]) > 0
-        box = most_uncertain_region(u, painted, max(1, NEXT_REGION_SIDE // f))
+        if self._proposed_for is not source:
+            self.proposed, self._proposed_for = [], source
+        side = max(1, NEXT_REGION_SIDE // f)
+        before = [(b[0] // f, -(-b[1] // f), b[2] // f, -(-b[3] // f)) for b in self.proposed]
+        box = most_uncertain_region(u, painted, side, exclude=before)
+        if box is None and before:  # every uncertain region was proposed: start over
+            self.proposed = []
+            box = most_uncertain_region(u, painted, side)
         if box is None:
             raise ScribbleUNetError("nothing uncertain is left in what was predicted; pan elsewhere")
         y0, y1, x0, x1 = box
         full = (y0 * f, min(h, y1 * f), x0 * f, min(w, x1 * f))
+        self.proposed.append(full)
         cam = camera(self.viewer)
         wy, wx = ctrl.placement.world(((full[0] + full[1]) / 2, (full[2] + full[3]) / 2))
         region = ctrl.visible_region()

@@ -21,11 +21,15 @@
 
 * :func:`most_uncertain_region` picks the window with the highest mean uncertainty that has not been
   painted yet, on low-resolution views of the uncertainty and of the scribbles: it drives a
-  "next region to check" action.
+  "next region to check" action. Regions proposed before can be excluded as a whole (``exclude``):
+  painted pixels alone do not stop it, because strokes cover a few percent of a window and a region
+  the network still finds hard after the user painted in it wins again (measured:
+  ``benchmarks/next_region_efficiency.py``, docs/quality.md "Where to paint next: measured").
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -77,6 +81,7 @@ def most_uncertain_region(
     uncertainty_lowres: np.ndarray,
     painted_mask_lowres: np.ndarray | None,
     window: int | tuple[int, int],
+    exclude: Iterable[tuple[int, int, int, int]] = (),
 ) -> tuple[int, int, int, int] | None:
     """The window ``(y0, y1, x0, x1)`` with the highest mean uncertainty not yet painted.
 
@@ -90,6 +95,9 @@ def most_uncertain_region(
         uncertainty (they are checked), so a window mostly painted scores low. ``None``: nothing painted.
     window
         Window side (or ``(height, width)``) in pixels of these arrays; clipped to the array's size.
+    exclude
+        Boxes ``(y0, y1, x0, x1)`` (half-open, these arrays' pixels, clipped to them) that count as
+        checked as a whole, e.g. the regions proposed before: no uncertainty inside them counts.
 
     Returns
     -------
@@ -104,6 +112,8 @@ def most_uncertain_region(
     (3, 5, 1, 3)
     >>> most_uncertain_region(u, u > 0, 2) is None
     True
+    >>> most_uncertain_region(u, None, 2, exclude=[(3, 5, 1, 3)]) is None
+    True
     """
     u = np.asarray(uncertainty_lowres, dtype=np.float64)
     if u.ndim != 2 or u.size == 0:
@@ -114,6 +124,9 @@ def most_uncertain_region(
         if painted.shape != u.shape:
             raise ValueError(f"painted mask shape {painted.shape} differs from the uncertainty's {u.shape}")
         u = np.where(painted.astype(bool), 0.0, u)
+    for box in exclude:
+        y0, y1, x0, x1 = (int(v) for v in box)
+        u[max(0, y0):max(0, y1), max(0, x0):max(0, x1)] = 0.0
     wy, wx = (window, window) if isinstance(window, (int, np.integer)) else window
     if wy < 1 or wx < 1:
         raise ValueError(f"window must be at least 1 px, got {window}")
