@@ -25,7 +25,8 @@ from .options import add_options, default_text, given
 MODEL_OPTIONS = ("depth", "width", "filter_bank")
 """Architecture options of ``train`` (the rest comes from the image, ``--classes`` or ``--init``)."""
 TRAIN_OPTIONS = ("steps", "time_budget", "tile", "batch_size", "lr", "seed", "device", "fg_share",
-                 "val_share", "validate_every", "checkpoint_every", "elastic", "object_diameter", "scale")
+                 "val_share", "validate_every", "checkpoint_every", "elastic", "object_diameter", "scale",
+                 "consistency")
 """The :class:`~scribble_unet.config.TrainOptions` fields offered on the command line."""
 
 
