@@ -10,5 +10,5 @@ _DISPLAY = bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 # Modules that open a viewer are not even imported without them (test_napari_plugin.py needs neither).
 collect_ignore = [] if (_HAVE and _DISPLAY) else [
-    "test_napari_live.py", "test_napari_project.py", "test_napari_widgets.py"
+    "test_napari_live.py", "test_napari_open.py", "test_napari_project.py", "test_napari_widgets.py"
 ]

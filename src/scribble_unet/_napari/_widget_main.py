@@ -12,6 +12,7 @@ from qtpy.QtCore import QEvent, QObject
 from qtpy.QtWidgets import QTabWidget, QVBoxLayout, QWidget
 
 from ._controller import Controller
+from ._display import warm_up
 from ._widget_data import DataWidget
 from ._widget_export import ExportWidget
 from ._widget_predict import PredictWidget
@@ -37,6 +38,7 @@ class MainWidget(QWidget):
     def __init__(self, napari_viewer: Any, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.controller = ctrl = Controller(napari_viewer)
+        warm_up()  # imports the first image open needs, off the GUI thread
         self.viewer = ctrl.viewer
         self.data = DataWidget(ctrl)
         self.train = TrainWidget(ctrl)
