@@ -91,6 +91,12 @@ def test_time_budget_classes_and_finetune(tmp_path: Path) -> None:
                   "--init", str(first), "--depth", "3", "--quiet"])
     with pytest.raises(ScribbleUNetError, match="--depth 3 differs from the depth 2 of --init"):
         run_train(args)
+    third = tmp_path / "c.safetensors"
+    args = parse(["--image", str(image), "--scribbles", str(scrib), "--out", str(third), "--steps", "2",
+                  "--init", str(first), "--filter-bank", "--quiet"])
+    with pytest.raises(ScribbleUNetError, match="differs from the filter bank of --init \\(off\\)"):
+        run_train(args)
+    assert not third.exists()
 
 
 def test_errors_write_nothing(tmp_path: Path) -> None:
@@ -113,6 +119,8 @@ def test_errors_write_nothing(tmp_path: Path) -> None:
         parse(["--image", str(image), "--scribbles", str(scrib), "--out", str(out), "--steps", "0"])
     with pytest.raises(SystemExit):
         parse(["--image", str(image), "--scribbles", str(scrib), "--out", str(out), "--time-budget", "-3"])
+    with pytest.raises(SystemExit):
+        parse(["--image", str(image), "--scribbles", str(scrib), "--out", str(out), "--consistency", "-1"])
 
 
 def test_open_scribbles_formats(tmp_path: Path) -> None:
