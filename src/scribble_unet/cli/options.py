@@ -74,18 +74,16 @@ def add_options(
 
     ``flags`` renames options (``{"in_channels": "--channels"}``); ``defaults`` rewords the default
     shown in the help (when the caller fills it in from elsewhere). Booleans whose default is off
-    become switches; booleans whose default is on get a ``--no-field-name`` switch instead.
+    become switches.
     """
     for name in names:
         flag = (flags or {}).get(name, "--" + name.replace("_", "-"))
         help_ = help_text(cls, name, (defaults or {}).get(name))
         choices = field_choices(cls, name)
         if _base_type(cls, name) is bool:
-            on = cls.model_fields[name].default is not False
-            if on:
-                flag = "--no-" + flag.removeprefix("--")
-                help_ = "Turn off: " + help_[0].lower() + help_[1:]
-            parser.add_argument(flag, dest=name, action="store_const", const=not on, default=None, help=help_)
+            if cls.model_fields[name].default is not False:
+                raise ValueError(f"{name}: only options that are off by default can be switches")
+            parser.add_argument(flag, dest=name, action="store_const", const=True, default=None, help=help_)
         elif choices is not None:
             parser.add_argument(flag, dest=name, choices=list(choices), default=None, help=help_)
         else:

@@ -151,7 +151,7 @@ def run_train(args: argparse.Namespace) -> int:
         if args.width is not None and args.width != model_config.width:
             raise ScribbleUNetError(f"--width {args.width} differs from the width {model_config.width} of --init")
         if args.filter_bank is not None and args.filter_bank != model_config.filter_bank:
-            raise ScribbleUNetError("--filter-bank/--no-filter-bank differs from the filter bank of --init "
+            raise ScribbleUNetError("--filter-bank differs from the filter bank of --init "
                                     f"({'on' if model_config.filter_bank else 'off'})")
     else:
         names = names or ("object",)
