@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from .levels import ArrayView2D
+
 MIN_SIDE = 1024
 """The coarsest level keeps at least this many pixels along its longer side."""
 MAX_HELD_PX = 8192 * 8192
@@ -136,10 +138,8 @@ class DisplayPyramid:
         return self.held[factor][y0:y1, x0:x1].copy()  # a copy: the worker keeps writing
 
 
-class HeldLevel:
+class HeldLevel(ArrayView2D):
     """A held coarse level as the array napari reads (``shape``, ``dtype``, ``ndim``, basic indexing)."""
-
-    ndim = 2
 
     def __init__(self, pyramid: DisplayPyramid, factor: int) -> None:
         self.pyramid = pyramid
@@ -148,15 +148,8 @@ class HeldLevel:
         self.shape = (int(h), int(w))
         self.dtype = pyramid.dtype
 
-    @property
-    def size(self) -> int:
-        return self.shape[0] * self.shape[1]
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        out = np.array(self[:, :])
+        out = np.array(self[:, :])  # a copy: the held level keeps filling in the background
         return out if dtype is None else out.astype(dtype)
 
     def __getitem__(self, key: Any) -> Any:

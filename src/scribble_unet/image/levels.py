@@ -7,20 +7,13 @@ from typing import Any
 import numpy as np
 
 
-class LevelArray:
-    """A read-only ``(Y_l, X_l)`` uint8 level ``level`` of an image of full size ``full_shape``.
+class ArrayView2D:
+    """The part of the array protocol napari reads besides indexing: ``ndim``, ``size``, ``len()`` and
+    ``np.asarray`` for a read-only 2D array with a ``shape`` and a ``dtype``; subclasses set those and
+    implement ``__getitem__``."""
 
-    Supplies ``shape``, ``dtype``, ``ndim``, ``size``, ``len()`` and ``np.asarray``; subclasses
-    implement ``__getitem__``.
-    """
-
-    dtype = np.dtype(np.uint8)
     ndim = 2
-
-    def __init__(self, full_shape: tuple[int, int], level: int) -> None:
-        self.level = level
-        f = 2**level
-        self.shape = (-(-full_shape[0] // f), -(-full_shape[1] // f))
+    shape: tuple[int, int]
 
     @property
     def size(self) -> int:
@@ -35,3 +28,18 @@ class LevelArray:
 
     def __getitem__(self, key: Any) -> Any:
         raise NotImplementedError
+
+
+class LevelArray(ArrayView2D):
+    """A read-only ``(Y_l, X_l)`` uint8 level ``level`` of an image of full size ``full_shape``.
+
+    Supplies ``shape``, ``dtype``, ``ndim``, ``size``, ``len()`` and ``np.asarray``; subclasses
+    implement ``__getitem__``.
+    """
+
+    dtype = np.dtype(np.uint8)
+
+    def __init__(self, full_shape: tuple[int, int], level: int) -> None:
+        self.level = level
+        f = 2**level
+        self.shape = (-(-full_shape[0] // f), -(-full_shape[1] // f))
