@@ -59,3 +59,18 @@ def whole_image_reference(ckpt: Checkpoint, image: np.ndarray) -> np.ndarray:
     with torch.inference_mode():
         prob = logits_to_probabilities(model(torch.from_numpy(padded.astype(np.float32))[None]))[0]
     return prob[:, halo : halo + h, halo : halo + w].numpy()
+
+
+def paint_nuclei_rows(layer, instances: np.ndarray, thickness: int = 1) -> None:  # type: ignore[no-untyped-def]
+    """Paint like a user on a Labels ``layer``: every 40th row (from 40), object strokes (2) inside the
+    nuclei of ``instances`` (eroded by 2 px) and background strokes (1) more than 4 px away from them,
+    ``thickness`` rows thick, through napari's own ``data_setitem``."""
+    from scipy import ndimage as ndi
+
+    near = ndi.binary_dilation(instances > 0, iterations=4)
+    inner = ndi.binary_erosion(instances > 0, iterations=2)
+    for row in range(40, 512, 40):
+        for value, where in ((2, inner[row]), (1, ~near[row])):
+            cols = np.flatnonzero(where)
+            rows = np.concatenate([np.full(cols.size, row + k) for k in range(thickness)])
+            layer.data_setitem((rows, np.tile(cols, thickness)), value)

@@ -12,20 +12,11 @@ import numpy as np
 import pytest
 import zarr
 
+from helpers import paint_nuclei_rows
+
 pytestmark = pytest.mark.gui
 PLUGIN = "napari-scribble-unet"
 NUCLEI = "nuclei (DSB 2018)"
-
-
-def _paint(layer, instances: np.ndarray) -> None:
-    from scipy import ndimage as ndi
-
-    near = ndi.binary_dilation(instances > 0, iterations=4)
-    inner = ndi.binary_erosion(instances > 0, iterations=2)
-    for row in range(40, 512, 40):
-        for value, where in ((2, inner[row]), (1, ~near[row])):
-            cols = np.flatnonzero(where)
-            layer.data_setitem((np.full(cols.size, row), cols), value)
 
 
 def _open(viewer, folder, classes: str):
@@ -68,7 +59,7 @@ def test_reopened_project_comes_back_whole_and_start_continues_its_model(make_na
     viewer = make_napari_viewer()
     main = _open(viewer, folder, "nucleus")
     ctrl = main.controller
-    _paint(ctrl.scribble_layer, viewer.layers["nuclei instances"].data)
+    paint_nuclei_rows(ctrl.scribble_layer, viewer.layers["nuclei instances"].data)
     _small_run(main.train, 6)
     main.train.start()
     qtbot.waitUntil(lambda: not ctrl.is_training and ctrl.state.training.model_file is not None, timeout=120_000)
@@ -191,7 +182,7 @@ def test_corrections_of_the_prediction_become_scribbles_the_trainer_uses_and_und
     viewer = make_napari_viewer()
     main = _open(viewer, tmp_path / "p", "nucleus")
     ctrl = main.controller
-    _paint(ctrl.scribble_layer, viewer.layers["nuclei instances"].data)
+    paint_nuclei_rows(ctrl.scribble_layer, viewer.layers["nuclei instances"].data)
     _small_run(main.train, 100_000)
     main.train.start()
     qtbot.waitUntil(lambda: ctrl.live is not None and ctrl.live.computed >= 1 and ctrl.trainer is not None,

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import zarr
 
+from helpers import paint_nuclei_rows
 from scribble_unet.inference.predict import predict_lazy
 from scribble_unet.model.checkpoint import Checkpoint
 from scribble_unet.model.normalize import Normalization
@@ -23,19 +24,6 @@ def test_the_widget_is_added_through_the_manifest(make_napari_viewer) -> None:
     assert [widget.tabs.tabText(i) for i in range(widget.tabs.count())] == ["Data", "Train", "Predict", "Export"]
 
 
-def _paint_nuclei_scribbles(layer, instances: np.ndarray) -> None:
-    """Paint object strokes inside nuclei and background strokes away from them, like a user."""
-    from scipy import ndimage as ndi
-
-    near = ndi.binary_dilation(instances > 0, iterations=4)
-    inner = ndi.binary_erosion(instances > 0, iterations=2)
-    for row in range(40, 512, 40):
-        for value, where in ((2, inner[row]), (1, ~near[row])):
-            cols = np.flatnonzero(where)
-            rows = np.full(cols.size, row)
-            layer.data_setitem((np.r_[rows, rows + 1], np.r_[cols, cols]), value)
-
-
 def test_end_to_end_paint_train_predict_export(make_napari_viewer, qtbot, tmp_path) -> None:
     viewer = make_napari_viewer()
     viewer.open_sample(PLUGIN, "nuclei-dsb2018")
@@ -49,7 +37,7 @@ def test_end_to_end_paint_train_predict_export(make_napari_viewer, qtbot, tmp_pa
     assert layer is not None and layer.data.shape == (512, 512)
 
     instances = viewer.layers["nuclei instances"].data
-    _paint_nuclei_scribbles(layer, instances)
+    paint_nuclei_rows(layer, instances, thickness=2)
     store = zarr.open_array(tmp_path / "project" / "scribbles.zarr", mode="r")
     assert np.array_equal(store[:], np.asarray(layer.data))  # every stroke is on disk already
     assert set(np.unique(store[:])) == {0, 1, 2}
@@ -156,7 +144,7 @@ def test_closing_the_viewer_stops_workers_quickly(make_napari_viewer, qtbot, tmp
     ctrl = main.controller
     ctrl.set_image_layer(viewer.layers["nuclei (DSB 2018)"])
     ctrl.open_project(tmp_path / "p")
-    _paint_nuclei_scribbles(ctrl.scribble_layer, viewer.layers["nuclei instances"].data)
+    paint_nuclei_rows(ctrl.scribble_layer, viewer.layers["nuclei instances"].data, thickness=2)
     from scribble_unet.training.trainer import TrainConfig
 
     ctrl.start_training(ModelConfig(depth=2, width=4), TrainConfig(steps=100000, checkpoint_every=5,
@@ -252,7 +240,7 @@ def test_a_run_that_used_its_time_budget_ends_with_a_full_progress_bar(make_napa
     main.data.image_combo.setCurrentText("nuclei (DSB 2018)")
     main.data.folder_edit.setText(str(tmp_path / "project"))
     main.data.open_project()
-    _paint_nuclei_scribbles(ctrl.scribble_layer, viewer.layers["nuclei instances"].data)
+    paint_nuclei_rows(ctrl.scribble_layer, viewer.layers["nuclei instances"].data, thickness=2)
     train = main.train
     train.model_form.set_value("depth", 2)
     train.model_form.set_value("width", 4)
