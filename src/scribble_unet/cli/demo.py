@@ -81,7 +81,7 @@ def run_demo(out: Path, headless: bool = True, budget: float = 60.0, sample: str
         if isinstance(ev, StepEvent):
             bar.n = min(int(ev.elapsed), int(budget))
             bar.set_postfix_str(f"step {ev.step} loss {ev.loss:.3f}"
-                                + (f" val IoU {last_iou:.3f}" if last_iou is not None else ""))
+                                + (f" IoU on held-out strokes {last_iou:.3f}" if last_iou is not None else ""))
         elif isinstance(ev, ValidationEvent) and ev.iou:
             last_iou = float(np.mean(list(ev.iou.values())))
         elif isinstance(ev, FinishedEvent):
