@@ -76,13 +76,14 @@ def project_api() -> SimpleNamespace:
     sys.path.insert(0, str(ROOT / "src"))
     from scribble_unet.image import open_image
     from scribble_unet.model import ModelConfig
+    from scribble_unet.model.checkpoint import save_checkpoint
     from scribble_unet.training.infer import predict_image
     from scribble_unet.training.simulate import simulate_scribbles
     from scribble_unet.training.trainer import FinishedEvent, TrainConfig, Trainer
 
     return SimpleNamespace(open_image=open_image, ModelConfig=ModelConfig, predict_image=predict_image,
                            simulate_scribbles=simulate_scribbles, FinishedEvent=FinishedEvent,
-                           TrainConfig=TrainConfig, Trainer=Trainer)
+                           TrainConfig=TrainConfig, Trainer=Trainer, save_checkpoint=save_checkpoint)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -259,6 +260,9 @@ def train_unet(api: SimpleNamespace, image: np.ndarray, labels: np.ndarray, args
     if choice is not None:  # the working resolution the trainer chose, and from what
         stats.update(work_scale=choice.scale, diameter_est=choice.diameter and round(choice.diameter, 1),
                      diameter_source=choice.source)
+    if args.save is not None:  # probabilities and the model, for prediction-time variants measured later
+        stats["_probs"] = probs
+        stats["_checkpoint"] = finished.checkpoint
     return probs[0] > 0.5, stats
 
 
@@ -317,10 +321,14 @@ def random_forest(features: np.ndarray, labels: np.ndarray, seed: int, threads: 
     flat = features.reshape(-1, features.shape[-1])
     pred = np.empty(flat.shape[0], np.uint8)
     step = 1 << 18
+    prob = np.empty(flat.shape[0], np.float32)
     for i in range(0, flat.shape[0], step):
-        pred[i:i + step] = clf.predict(flat[i:i + step])
+        pr = clf.predict_proba(flat[i:i + step])
+        pred[i:i + step] = clf.classes_[pr.argmax(1)]
+        prob[i:i + step] = pr[:, list(clf.classes_).index(2)] if 2 in clf.classes_ else 0.0
     return pred.reshape(labels.shape) >= 2, {"seconds": round(time.perf_counter() - t0, 1),
-                                             "n_features": int(features.shape[-1])}
+                                             "n_features": int(features.shape[-1]),
+                                             "_probs": prob.reshape(labels.shape)[None]}
 
 
 def run_ilastik(image: np.ndarray, labels: np.ndarray, seed: int, threads: int) -> tuple[np.ndarray, dict[str, Any]]:
@@ -500,6 +508,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON-lines results file (default {DEFAULT_OUT.relative_to(ROOT)})")
     p.add_argument("--force", action="store_true", help="rerun cases already in --out")
     p.add_argument("--dry-run", action="store_true", help="list the cases and labelled fractions, train nothing")
+    p.add_argument("--save", type=Path, default=None, metavar="DIR",
+                   help="also write each run's foreground probabilities (and the U-Net's model) under DIR")
     p.add_argument("--summary", type=Path, default=None, metavar="FILE", help="print the table of FILE and exit")
     args = p.parse_args(argv)
 
@@ -569,6 +579,13 @@ def main(argv: list[str] | None = None) -> int:
                     pred, st = run_ilastik(image, scr, seed, threads)
                 else:
                     pred, st = run_skimage(image, scr, seed, threads)
+                probs, ckpt = st.pop("_probs", None), st.pop("_checkpoint", None)
+                if args.save is not None and probs is not None:
+                    stem = f"{case['case']}_s{seed}_{method}_{variant if unet else 'na'}".replace("@", "_")
+                    args.save.mkdir(parents=True, exist_ok=True)
+                    np.savez_compressed(args.save / f"{stem}.npz", probs=probs.astype(np.float16), scribbles=scr)
+                    if ckpt is not None:
+                        api.save_checkpoint(args.save / f"{stem}.safetensors", ckpt)
                 inter, union = int((pred & truth).sum()), int((pred | truth).sum())
                 pred_share = float(pred.mean())
                 rec = {**base, "iou": round(inter / max(1, union), 4), "pred_share": round(pred_share, 4),

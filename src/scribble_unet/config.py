@@ -238,6 +238,10 @@ class TrainOptions(Options):
                                      "network (mean teacher) labels the pixels it is confident about, "
                                      "and the network is trained to agree there (0 turns it off).",
                                 label="consistency weight", ge=0, le=100)
+    edge_weight: float = option(0.0, "Weight of a term on every pixel that keeps neighbouring pixels of "
+                                     "similar intensity in the same class, so mask borders settle on image "
+                                     "edges rather than in the unpainted band around objects (0 turns it "
+                                     "off).", label="edge weight", ge=0, le=100)
     loss: LossKind = option("ce", "'ce': binary cross-entropy with a positive weight for one class, "
                                   "class-weighted cross-entropy for several; 'focal': focal loss.")
     dice_weight: float = option(0.0, "Weight of an added soft Dice term on labelled pixels (0 for none).",

@@ -26,7 +26,7 @@ MODEL_OPTIONS = ("depth", "width", "filter_bank")
 """Architecture options of ``train`` (the rest comes from the image, ``--classes`` or ``--init``)."""
 TRAIN_OPTIONS = ("steps", "time_budget", "tile", "batch_size", "lr", "seed", "device", "fg_share",
                  "val_share", "validate_every", "checkpoint_every", "elastic", "object_diameter", "scale",
-                 "consistency")
+                 "consistency", "edge_weight")
 """The :class:`~scribble_unet.config.TrainOptions` fields offered on the command line."""
 
 

@@ -40,6 +40,7 @@ from ..inference.device import resolve_device
 from ..model.checkpoint import Checkpoint, check_model_path, save_checkpoint
 from ..model.normalize import Normalization, compute_normalization
 from ..model.unet import ModelConfig, UNet, build_model
+from .edges import EdgeTerm
 from .events import (
     CheckpointEvent,
     FinishedEvent,
@@ -183,6 +184,7 @@ class Trainer:
             self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
         )
         self.teacher = MeanTeacher(self.model, config.consistency) if config.consistency > 0 else None
+        self.edges = EdgeTerm(config.edge_weight) if config.edge_weight > 0 else None
         self.rng = np.random.default_rng(config.seed)
         self.step = 0
         self.elapsed = 0.0
@@ -304,9 +306,9 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         logits = self.model(x, context=self.sampler.context)
         loss = self.loss_fn(logits, y, w)
-        extra = self.teacher.loss(logits, x, y, self.sampler.context, self.step) if self.teacher else None
-        if extra is not None:
-            loss = loss + extra
+        extras = (self.teacher.loss(logits, x, y, self.sampler.context, self.step) if self.teacher else None,
+                  self.edges.loss(logits, x, self.sampler.context, self.step) if self.edges else None)
+        loss = sum((e for e in extras if e is not None), loss)
         loss.backward()
         self.optimizer.step()
         if self.teacher is not None:

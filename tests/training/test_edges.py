@@ -1,0 +1,131 @@
+"""The edge-aware Potts term: cheapest when mask borders lie on image edges, scale-free, and in training."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from scribble_unet.model import ModelConfig
+from scribble_unet.training import edges as edges_mod
+from scribble_unet.training.edges import EdgeTerm, _offsets, edge_aware_potts
+
+
+def step_image(
+    n: int = 32, edge: int = 16, contrast: float = 1.0, noise: float = 0.02
+) -> torch.Tensor:
+    """``(1, 1, n, n)``: dark left of column ``edge``, bright from it on, a little noise."""
+    rng = np.random.default_rng(0)
+    img = np.zeros((n, n), np.float32)
+    img[:, edge:] = contrast
+    img += noise * contrast * rng.standard_normal((n, n)).astype(np.float32)
+    return torch.from_numpy(img)[None, None]
+
+
+def border_logits(n: int = 32, border: int = 16, sharp: float = 20.0) -> torch.Tensor:
+    """One logit per pixel: object from column ``border`` on, background before it."""
+    z = torch.full((1, 1, n, n), -sharp)
+    z[..., border:] = sharp
+    return z
+
+
+def test_offsets_cover_each_pair_once() -> None:
+    for r in (1, 2, 3):
+        off = _offsets(r)
+        assert len(off) == ((2 * r + 1) ** 2 - 1) // 2
+        assert len(set(off)) == len(off)
+        assert not any((-dy, -dx) in off for dy, dx in off)  # no pair twice
+
+
+def test_a_border_on_the_image_edge_costs_less_than_one_in_the_flat_region() -> None:
+    img = step_image()
+    on_edge = float(edge_aware_potts(border_logits(border=16), img))
+    for off in (12, 10, 21):  # the border moved 4-6 px off the edge, into flat intensity
+        assert float(edge_aware_potts(border_logits(border=off), img)) > 5 * on_edge
+    # one class everywhere costs (almost) nothing
+    assert float(edge_aware_potts(torch.full((1, 1, 32, 32), 20.0), img)) < 1e-6
+
+
+def test_the_term_does_not_depend_on_the_image_contrast() -> None:
+    z = border_logits(border=12)
+    a = float(edge_aware_potts(z, step_image(contrast=1.0)))
+    b = float(edge_aware_potts(z, step_image(contrast=250.0)))
+    assert a == pytest.approx(b, rel=1e-4)
+
+
+def test_one_logit_and_two_softmax_logits_give_the_same_energy() -> None:
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(2, 1, 20, 20, generator=g)
+    img = torch.rand(2, 3, 20, 20, generator=g)  # RGB: differences summed over channels
+    two = torch.cat([torch.zeros_like(z), z], dim=1)  # softmax(0, z) = (1 - sigmoid z, sigmoid z)
+    assert float(edge_aware_potts(z, img)) == pytest.approx(
+        float(edge_aware_potts(two, img)), rel=1e-5
+    )
+
+
+def test_within_reach_the_border_slides_onto_the_edge_and_the_image_gets_no_gradient() -> None:
+    img = step_image().requires_grad_(True)
+    energy = {b: float(edge_aware_potts(border_logits(border=b), img)) for b in range(10, 23)}
+    # within RADIUS px of the edge (column 16) every step towards it lowers the energy ...
+    assert energy[13] > energy[14] > energy[15] > energy[16] < energy[17] < energy[18] < energy[19]
+    # ... while in flat intensity, farther away, the border's position costs the same: the term is local
+    assert max(energy[b] for b in (10, 11, 12)) == pytest.approx(
+        min(energy[b] for b in (10, 11, 12)), rel=0.01
+    )
+    z = border_logits(border=14, sharp=2.0).requires_grad_(True)
+    edge_aware_potts(z, img).backward()
+    assert z.grad is not None and float(z.grad.abs().max()) > 0
+    assert img.grad is None or float(img.grad.abs().max()) == 0.0
+
+
+def test_shape_mismatch_is_refused() -> None:
+    with pytest.raises(ValueError, match="differ in size"):
+        edge_aware_potts(torch.zeros(1, 1, 8, 8), torch.zeros(1, 1, 10, 10))
+
+
+def test_ramp_and_context_crop() -> None:
+    term = EdgeTerm(2.0)
+    assert term.weight_at(0) == 0 and term.weight_at(edges_mod.RAMP) == 2.0
+    assert term.weight_at(edges_mod.RAMP // 2) == pytest.approx(1.0)
+    assert term.loss(torch.zeros(1, 1, 8, 8), torch.zeros(1, 1, 8, 8), 0, 0) is None
+    z = border_logits(n=16, border=8)
+    img = step_image(n=16, edge=8)
+    padded = torch.nn.functional.pad(img, (3, 3, 3, 3), mode="reflect")
+    got = term.loss(z, padded, 3, edges_mod.RAMP)
+    assert got is not None and float(got) == pytest.approx(
+        2.0 * float(edge_aware_potts(z, img)), rel=1e-6
+    )
+
+
+def test_trainer_uses_the_term_only_when_asked(monkeypatch) -> None:
+    from scribble_unet.training.trainer import TrainConfig, Trainer
+
+    calls: list[int] = []
+    real = EdgeTerm.loss
+
+    def counting(self, logits, x, context, step):
+        calls.append(step)
+        return real(self, logits, x, context, step)
+
+    monkeypatch.setattr(EdgeTerm, "loss", counting)
+    rng = np.random.default_rng(0)
+    img = rng.random((48, 48)).astype(np.float32)
+    s = np.zeros((48, 48), np.uint8)
+    s[5, 5:40] = 1
+    s[30, 5:40] = 2
+    cfg = TrainConfig(
+        steps=3,
+        batch_size=2,
+        validate_every=0,
+        val_share=0.0,
+        device="cpu",
+        seed=0,
+        edge_weight=1.0,
+    )
+    trainer = Trainer(img, s, ModelConfig(depth=1, width=4), cfg)
+    assert trainer.edges is not None
+    list(trainer.run())
+    assert calls == [0, 1, 2]
+    assert (
+        Trainer(img, s, ModelConfig(depth=1, width=4), cfg.replace(edge_weight=0.0)).edges is None
+    )
