@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 
 import torch
+from torch.nn import functional as F
 
 RADIUS = 3
 """Largest offset (px, along each axis) between the pixel pairs of the loss."""
@@ -30,6 +31,23 @@ SIGMA_XY = 2.0
 """Width (px) of the spatial Gaussian weighting the pairs."""
 RAMP = 200
 """Steps over which the term's weight rises linearly from 0 to its full value."""
+SMOOTH_SIGMA = 1.0
+"""Gaussian smoothing (px) of the image before intensity differences are taken: pixel noise (the
+training tiles carry added noise) would otherwise make flat regions look as contrasted as edges."""
+
+
+def _smooth(image: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of ``(B, C, H, W)``, mirror-padded, radius ``ceil(2.5 sigma)``."""
+    if sigma <= 0:
+        return image
+    r = max(1, math.ceil(2.5 * sigma))
+    t = torch.arange(-r, r + 1, dtype=image.dtype, device=image.device)
+    g = torch.exp(-(t * t) / (2 * sigma * sigma))
+    g = g / g.sum()
+    c = image.shape[1]
+    x = F.pad(image, (r, r, r, r), mode="reflect")
+    x = F.conv2d(x, g.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    return F.conv2d(x, g.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
 
 
 def _offsets(radius: int) -> list[tuple[int, int]]:
@@ -59,7 +77,11 @@ def class_probabilities(logits: torch.Tensor) -> torch.Tensor:
 
 
 def edge_aware_potts(
-    logits: torch.Tensor, image: torch.Tensor, radius: int = RADIUS, sigma_xy: float = SIGMA_XY
+    logits: torch.Tensor,
+    image: torch.Tensor,
+    radius: int = RADIUS,
+    sigma_xy: float = SIGMA_XY,
+    smooth: float | None = None,
 ) -> torch.Tensor:
     """Mean relaxed Potts energy per pixel of a batch, with contrast-sensitive pair weights.
 
@@ -71,6 +93,8 @@ def edge_aware_potts(
         ``(B, C, H, W)`` normalised image under the same pixels.
     radius, sigma_xy
         Neighbourhood half-width and spatial Gaussian width, in pixels.
+    smooth
+        Gaussian blur (px) of the image before its differences are taken; None: :data:`SMOOTH_SIGMA`.
 
     Returns
     -------
@@ -84,7 +108,7 @@ def edge_aware_potts(
             f"logits {tuple(logits.shape)} and image {tuple(image.shape)} differ in size"
         )
     p = class_probabilities(logits)
-    img = image.detach()
+    img = _smooth(image.detach(), SMOOTH_SIGMA if smooth is None else smooth)
     # GrabCut's beta per tile, from the 4-neighbour differences
     dh = ((img[..., :, 1:] - img[..., :, :-1]) ** 2).sum(1).mean(dim=(-2, -1))
     dv = ((img[..., 1:, :] - img[..., :-1, :]) ** 2).sum(1).mean(dim=(-2, -1))
