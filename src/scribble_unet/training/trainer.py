@@ -184,7 +184,7 @@ class Trainer:
             self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
         )
         self.teacher = MeanTeacher(self.model, config.consistency) if config.consistency > 0 else None
-        self.edges = EdgeTerm(config.edge_weight) if config.edge_weight > 0 else None
+        self.edges = EdgeTerm(config.edge_weight, config.seed) if config.edge_weight > 0 else None
         self.rng = np.random.default_rng(config.seed)
         self.step = 0
         self.elapsed = 0.0
