@@ -212,15 +212,22 @@ def test_corrections_of_the_prediction_become_scribbles_the_trainer_uses_and_und
         return counts.get(2, 0) + counts.get(1, 0) == before.get(2, 0) + before.get(1, 0) + changed
 
     qtbot.waitUntil(counted, timeout=60_000)  # the trainer re-read the corrected region between two steps
-    # ... and the split the sampler draws training (and held-out) pixels from holds every corrected pixel
     trainer = ctrl.trainer
-    split = trainer.sampler.split
     assert trainer.labels is not None and trainer.scale_choice.scale == 1
-    width = split.width
-    for value, (ys, xs) in ((2, missed), (1, false)):
-        drawn_from = np.concatenate([split.train.get(value, np.zeros(0, np.int64)),
-                                     split.val.get(value, np.zeros(0, np.int64))])
-        assert np.isin((ys + y0) * width + (xs + x0), drawn_from).all()
+
+    def split_holds_corrections() -> bool:
+        # the split the sampler draws training (and held-out) pixels from holds every corrected pixel;
+        # the trainer recounts first and installs the new split just after, before its next step
+        split = trainer.sampler.split
+        for value, (ys, xs) in ((2, missed), (1, false)):
+            drawn_from = np.concatenate([split.train.get(value, np.zeros(0, np.int64)),
+                                         split.val.get(value, np.zeros(0, np.int64))])
+            if not np.isin((ys + y0) * split.width + (xs + x0), drawn_from).all():
+                return False
+        return True
+
+    qtbot.waitUntil(split_holds_corrections, timeout=60_000)
+    split = trainer.sampler.split
     assert sum(len(v) for v in split.train.values()) > 0
     step_after_apply = ctrl.state.training.step
     qtbot.waitUntil(lambda: ctrl.state.training.step > step_after_apply, timeout=60_000)  # and it goes on
