@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gui_responsiveness import HandlerTimer, StallMeter, _run_until
+from gui_responsiveness import HandlerTimer, StallMeter, _run_until, plugin_viewer
 
 PLUGIN = "napari-scribble-unet"
 CANVAS = (1080, 1920)
@@ -118,11 +118,7 @@ def main() -> None:
     from scribble_unet.scribbles.project import Project
 
     work = Path(tempfile.mkdtemp(prefix="scribble-unet-gui-live-"))
-    viewer = napari.Viewer(show=True)
-    viewer.window._qt_window.resize(1920 + 450, 1080 + 120)
-    _, main_widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Scribble U-Net")
-    ctrl = main_widget.controller
-    _run_until(lambda: False, 1.0)
+    viewer, main_widget, ctrl = plugin_viewer(1.0)
     # A canvas of 1920x1080 next to the dock (use an Xvfb screen larger than that, e.g. 2560x1440).
     win = viewer.window._qt_window
     ch0, cw0 = (int(v) for v in viewer.canvas.size)

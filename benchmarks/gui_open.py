@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gui_responsiveness import StallMeter, _run_until
+from gui_responsiveness import StallMeter, _run_until, plugin_viewer
 
 PLUGIN = "napari-scribble-unet"
 
@@ -71,17 +71,12 @@ def main() -> None:
                              "first-time imports and napari's first layers are not measured")
     args = parser.parse_args()
 
-    import napari
     import zarr
 
     from scribble_unet.scribbles.project import Project
 
     work = Path(tempfile.mkdtemp(prefix="scribble-unet-gui-open-"))
-    viewer = napari.Viewer(show=True)
-    viewer.window._qt_window.resize(1920 + 450, 1080 + 120)
-    _, main_widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Scribble U-Net")
-    ctrl = main_widget.controller
-    _run_until(lambda: False, 1.5)
+    viewer, _, ctrl = plugin_viewer(1.5)
 
     if args.warm:
         small = work / "warm.zarr"

@@ -37,6 +37,18 @@ import numpy as np
 CANVAS = (1080, 1920)  # (height, width) of the field of view measured in (c)
 
 
+def plugin_viewer(settle_s: float) -> tuple[Any, Any, Any]:
+    """A shown napari viewer sized for a 1920x1080 canvas beside the plugin's dock widget, after
+    ``settle_s`` seconds of event loop: ``(viewer, main_widget, controller)``."""
+    import napari
+
+    viewer = napari.Viewer(show=True)
+    viewer.window._qt_window.resize(1920 + 450, 1080 + 120)
+    _, main_widget = viewer.window.add_plugin_dock_widget("napari-scribble-unet", "Scribble U-Net")
+    _run_until(lambda: False, settle_s)
+    return viewer, main_widget, main_widget.controller
+
+
 def _run_until(cond: Callable[[], bool], timeout: float) -> bool:
     """Run the Qt event loop (a real one, not a processEvents loop) until ``cond()`` or timeout."""
     from qtpy.QtCore import QEventLoop, QTimer
