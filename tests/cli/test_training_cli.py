@@ -99,7 +99,7 @@ def test_time_budget_classes_and_finetune(tmp_path: Path) -> None:
     assert not third.exists()
 
 
-def test_errors_write_nothing(tmp_path: Path) -> None:
+def test_errors_write_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     image, scrib = write_inputs(tmp_path)
     out = tmp_path / "m.safetensors"
     bad = tmp_path / "bad.npy"
@@ -121,6 +121,12 @@ def test_errors_write_nothing(tmp_path: Path) -> None:
         parse(["--image", str(image), "--scribbles", str(scrib), "--out", str(out), "--time-budget", "-3"])
     with pytest.raises(SystemExit):
         parse(["--image", str(image), "--scribbles", str(scrib), "--out", str(out), "--consistency", "-1"])
+    for bad in ("-1", "101", "strong"):  # the edge weight lies in [0, 100]; one line names the option
+        with pytest.raises(SystemExit):
+            parse(["--image", str(image), "--scribbles", str(scrib), "--out", str(out), "--edge-weight", bad])
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert "--edge-weight" in err
+    assert not out.exists()
 
 
 def test_open_scribbles_formats(tmp_path: Path) -> None:

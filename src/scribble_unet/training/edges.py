@@ -15,7 +15,8 @@ separates pixels of different intensity and pays almost nothing. The kernel is w
 so a border several pixels off the edge is pulled onto it, not only one already next to it.
 
 Cost: the energy is estimated on :data:`SAMPLES` random pixels per tile (all their pairs), an unbiased
-estimate of the tile's mean pair energy at a few ms per step. ``beta`` is GrabCut's contrast
+estimate of the tile's mean pair energy; training runs at about 0.73x the steps/s without it
+(``benchmarks/edge_cost.py``, one thread, default model). ``beta`` is GrabCut's contrast
 (Rother et al. 2004), ``1 / (2 <|I_i - I_j|^2>)`` over the 4-neighbour pairs of each tile, on the image
 smoothed by :data:`SMOOTH_SIGMA` px so that pixel noise (training tiles carry added noise) does not make
 flat regions look like edges. The loss only shapes training: prediction is the plain network, so tiled
