@@ -30,6 +30,9 @@ import math
 import torch
 from torch.nn import functional as F
 
+from ..inference.probabilities import logits_to_probabilities
+from ..model.filters import gaussian_kernels
+
 SIGMA_XY = 15.0
 """Width (px, at the working resolution) of the spatial Gaussian of the kernel."""
 SAMPLES = 384
@@ -45,9 +48,7 @@ def smooth(image: torch.Tensor, sigma: float) -> torch.Tensor:
     if sigma <= 0:
         return image
     r = max(1, math.ceil(2.5 * sigma))
-    t = torch.arange(-r, r + 1, dtype=image.dtype, device=image.device)
-    g = torch.exp(-(t * t) / (2 * sigma * sigma))
-    g = g / g.sum()
+    g = gaussian_kernels(sigma, r)[0].to(dtype=image.dtype, device=image.device)
     c = image.shape[1]
     x = F.pad(image, (r, r, r, r), mode="reflect")
     x = F.conv2d(x, g.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
@@ -63,10 +64,8 @@ def contrast_beta(image: torch.Tensor) -> torch.Tensor:
 
 def class_probabilities(logits: torch.Tensor) -> torch.Tensor:
     """``(B, C, H, W)`` probabilities of every class; one logit (sigmoid) gives background and object."""
-    if logits.shape[1] == 1:
-        p = torch.sigmoid(logits)
-        return torch.cat([1 - p, p], dim=1)
-    return torch.softmax(logits, dim=1)
+    p = logits_to_probabilities(logits, background=True)
+    return torch.cat([1 - p, p], dim=1) if logits.shape[1] == 1 else p
 
 
 def bilateral_potts(
