@@ -75,6 +75,7 @@ SIM_DEFAULTS: dict[str, dict[str, Any]] = {
 def project_api() -> SimpleNamespace:
     sys.path.insert(0, str(ROOT / "src"))
     from scribble_unet.image import open_image
+    from scribble_unet.inference.predict import predict_array
     from scribble_unet.model import ModelConfig
     from scribble_unet.model.checkpoint import save_checkpoint
     from scribble_unet.training.infer import predict_image
@@ -83,7 +84,8 @@ def project_api() -> SimpleNamespace:
 
     return SimpleNamespace(open_image=open_image, ModelConfig=ModelConfig, predict_image=predict_image,
                            simulate_scribbles=simulate_scribbles, FinishedEvent=FinishedEvent,
-                           TrainConfig=TrainConfig, Trainer=Trainer, save_checkpoint=save_checkpoint)
+                           TrainConfig=TrainConfig, Trainer=Trainer, save_checkpoint=save_checkpoint,
+                           predict_array=predict_array)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -243,6 +245,8 @@ def train_unet(api: SimpleNamespace, image: np.ndarray, labels: np.ndarray, args
     assert finished is not None
     t0 = time.perf_counter()
     probs = api.predict_image(trainer.model, trainer.source, trainer.normalization)
+    # the mask the product gives (borders snapped to edges when the model says so), from the checkpoint
+    mask = api.predict_array(finished.checkpoint, src, tile=0, device="cpu")[1] > 0
     stats = {
         "steps": int(finished.step),
         "train_s": round(float(trainer.elapsed), 1),
@@ -263,7 +267,8 @@ def train_unet(api: SimpleNamespace, image: np.ndarray, labels: np.ndarray, args
     if args.save is not None:  # probabilities and the model, for prediction-time variants measured later
         stats["_probs"] = probs
         stats["_checkpoint"] = finished.checkpoint
-    return probs[0] > 0.5, stats
+    stats["_plain"] = probs[0] > 0.5  # each pixel's most probable class, borders not snapped
+    return mask, stats
 
 
 def _eig2(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -580,6 +585,10 @@ def main(argv: list[str] | None = None) -> int:
                 else:
                     pred, st = run_skimage(image, scr, seed, threads)
                 probs, ckpt = st.pop("_probs", None), st.pop("_checkpoint", None)
+                plain = st.pop("_plain", None)
+                if plain is not None:  # the U-Net's mask without snapped borders, for comparison
+                    st["iou_plain"] = round(int((plain & truth).sum()) / max(1, int((plain | truth).sum())), 4)
+                    st["share_ratio_plain"] = round(float(plain.mean()) / max(true_share, 1e-9), 4)
                 if args.save is not None and probs is not None:
                     stem = f"{case['case']}_s{seed}_{method}_{variant if unet else 'na'}".replace("@", "_")
                     args.save.mkdir(parents=True, exist_ok=True)

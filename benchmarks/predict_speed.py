@@ -65,12 +65,31 @@ def make_checkpoint(depth: int, width: int) -> Checkpoint:
 
 def whole_pass(ckpt: Checkpoint, img: np.ndarray) -> np.ndarray:
     """One forward pass of the whole (reflect-padded) image, through the same code as the tiles."""
-    return predict_lazy(ckpt, img, tile=0, device="cpu").probabilities.compute(scheduler="synchronous")
+    return predict_lazy(ckpt, img, tile=0, device="cpu", snap=False).probabilities.compute(scheduler="synchronous")
 
 
 def tiled_pass(ckpt: Checkpoint, img: np.ndarray, tile: int, cores: int) -> np.ndarray:
     """Tiled prediction as ``predict_to_zarr`` runs it by default: one chunk per core, one torch thread each."""
-    return predict_lazy(ckpt, img, tile=tile, device="cpu").probabilities.compute(
+    return predict_lazy(ckpt, img, tile=tile, device="cpu", snap=False).probabilities.compute(
+        scheduler="threads", num_workers=cores)
+
+
+def stretched(ckpt: Checkpoint, img: np.ndarray) -> Checkpoint:
+    """The model with its logit centred and stretched on ``img`` (10th-90th percentile to -4..4), so
+    that its map has sure and unsure regions as a trained model's has: the border flood has work."""
+    prob = predict_lazy(ckpt, img[:512, :512], tile=0, device="cpu", snap=False).probabilities.compute()
+    z = np.log(prob[0] / (1 - prob[0]))
+    lo, mid, hi = np.percentile(z, [10, 50, 90])
+    state = dict(ckpt.state_dict)
+    gain = 8.0 / max(hi - lo, 1e-6)
+    state["head.weight"] = state["head.weight"] * gain
+    state["head.bias"] = (state["head.bias"] - float(mid)) * gain
+    return Checkpoint(ckpt.config, state, ckpt.normalization, {})
+
+
+def tiled_mask(ckpt: Checkpoint, img: np.ndarray, tile: int, cores: int, snap: bool) -> np.ndarray:
+    """The mask, tiled as above, with or without borders snapped to image edges."""
+    return predict_lazy(ckpt, img, tile=tile, device="cpu", snap=snap).mask.compute(
         scheduler="threads", num_workers=cores)
 
 
@@ -179,6 +198,15 @@ def main() -> None:
     prev_tile = int(args.previous_tile)
     variants.append((f"previous tiled path, tile {prev_tile}",
                      lambda: previous_tiled_pass(ckpt, prev_model, img, prev_tile, cores), per_chunk))
+    # the mask's cost with borders snapped to edges (inference/borders.py) against the plain mask
+    sharp = stretched(ckpt, img)
+    mask_tile = 512 if 512 in tiles else tiles[0]
+    mask_refs = {snap: predict_lazy(sharp, img, tile=0, device="cpu", snap=snap).mask.compute() for snap in (False, True)}
+    p_fg = predict_lazy(sharp, img, tile=0, device="cpu", snap=False).probabilities.compute()[0]
+    unsure_share = float(np.mean(np.maximum(p_fg, 1 - p_fg) < 0.9))  # pixels the flood decides
+    for snap in (False, True):
+        variants.append((f"tiled mask, tile {mask_tile}, borders {'snapped' if snap else 'plain'}",
+                         lambda snap=snap: tiled_mask(sharp, img, mask_tile, cores, snap), per_chunk))
     try:
         import monai  # noqa: F401
     except ImportError:
@@ -204,6 +232,9 @@ def main() -> None:
             dt, dc = time.perf_counter() - t0, time.process_time() - c0
             torch.set_num_threads(all_threads)
             if rnd == 0:
+                if name.startswith("tiled mask"):  # share of pixels unlike the whole-image mask
+                    errors[name] = float((got != mask_refs["snapped" in name]).mean())
+                    continue
                 if ref is None:
                     ref = got
                 errors[name] = float(np.abs(got - ref).max())
@@ -217,6 +248,8 @@ def main() -> None:
     rows: list[tuple[str, float, float, float, str]] = []
     for name, _, _ in variants:
         err = "0 (reference)" if name.startswith("untiled") else f"{errors[name]:.1e}"
+        if name.startswith("tiled mask"):
+            err = f"{errors[name]:.1e} of px"
         rows.append((name, speed[name], per_cpu_s[name], speed[name] / untiled, err))
 
     tiled = {str(t): speed[f"tiled, tile {t} ({cores} chunks at once)"] for t in tiles}
@@ -230,6 +263,13 @@ def main() -> None:
         "tiled_vs_untiled": round(tiled[best_tile] / untiled, 3),
         "previous_tiled_mpx_s": {str(prev_tile): round(previous, 3)},
         "vs_previous_same_tile": round(tiled[str(prev_tile)] / previous, 3) if str(prev_tile) in tiled else None,
+        "mask_tile": mask_tile,
+        "mask_plain_mpx_s": round(speed[f"tiled mask, tile {mask_tile}, borders plain"], 3),
+        "mask_snapped_mpx_s": round(speed[f"tiled mask, tile {mask_tile}, borders snapped"], 3),
+        "mask_snapped_vs_plain": round(speed[f"tiled mask, tile {mask_tile}, borders snapped"]
+                                       / speed[f"tiled mask, tile {mask_tile}, borders plain"], 3),
+        "mask_tiled_differs": max(errors[n] for n in errors if n.startswith("tiled mask")),
+        "mask_unsure_share": round(unsure_share, 3),
     }
     if have_monai:
         monai_rows = {name: v for name, v in speed.items() if name.startswith("MONAI")}

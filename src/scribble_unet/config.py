@@ -160,6 +160,12 @@ class ModelOptions(Options):
                            "means) and its probabilities are upsampled back. 1 is full resolution; the "
                            "trainer picks a coarser one for large objects.",
                         label="working-resolution scale", must="a whole number from 1 to 64", ge=1, le=64)
+    snap_borders: bool = option(True, "Put mask borders on image edges: pixels the network is unsure about "
+                                      "(most probable class below 0.9) take the class of the confident "
+                                      "region whose flood over the image's gradient reaches them first "
+                                      "(a seeded watershed, at most 32 px from the confident pixels). "
+                                      "Off: each pixel takes its most probable class.",
+                                label="snap borders to edges")
 
     @model_validator(mode="after")
     def _check_size(self) -> ModelOptions:

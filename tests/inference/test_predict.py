@@ -2,6 +2,7 @@
 
 import threading
 
+import dask
 import numpy as np
 import pytest
 import zarr
@@ -11,6 +12,7 @@ from scribble_unet.errors import InputImageError, ScribbleUNetError
 from scribble_unet.export import to_zarr as export_mod
 from scribble_unet.export.to_zarr import predict_to_zarr
 from scribble_unet.image import ArraySource
+from scribble_unet.inference import borders
 from scribble_unet.inference import predict as predict_mod
 from scribble_unet.inference.predict import predict_array, predict_lazy
 
@@ -34,7 +36,7 @@ def test_region_of_large_image_computes_only_touched_chunks() -> None:
     big = zarr.create_array(store={}, shape=(4096, 4096), chunks=(256, 256), dtype=np.float32, fill_value=0.5)
     src = CountingSource(big)
     ckpt = make_checkpoint(depth=2, width=4)
-    pred = predict_lazy(ckpt, src, tile=256, device="cpu")
+    pred = predict_lazy(ckpt, src, tile=256, device="cpu", snap=False)
     assert pred.probabilities.numblocks == (1, 16, 16)
     region = pred.mask[800:1000, 2000:2300].compute()
     assert region.shape == (200, 300)
@@ -44,13 +46,24 @@ def test_region_of_large_image_computes_only_touched_chunks() -> None:
     for y0, y1, x0, _x1 in src.reads:
         assert (y0, y1) == (768 - halo, 1024 + halo)
         assert x0 in (7 * 256 - halo, 8 * 256 - halo)
+    # snapped borders: the same two chunks, each read with the flood's reach around it
+    src.reads.clear()
+    pred = predict_lazy(ckpt, src, tile=256, device="cpu", snap=True)
+    assert pred.mask[800:1000, 2000:2300].compute().shape == (200, 300)
+    assert len(src.reads) == 4  # per chunk: the network's window and the gradient's window
+    reach = borders.HALO + halo + ckpt.config.align
+    for y0, y1, x0, x1 in src.reads:
+        assert 768 - reach <= y0 and y1 <= 1024 + reach
+        assert 7 * 256 - reach <= x0 and x1 <= 9 * 256 + reach
 
 
 def test_graph_has_one_task_per_chunk_and_no_input_dependencies() -> None:
     ckpt = make_checkpoint()
     pred = predict_lazy(ckpt, np.zeros((100, 130), np.float32), tile=32, device="cpu")
     graph = dict(pred.probabilities.__dask_graph__())
-    assert len(graph) == 4 * 5
+    computing = [k for k in graph if k[0].startswith("scribble-unet-outputs-")]
+    assert len(computing) == 4 * 5  # one computing task per chunk; the rest pick its parts
+    assert all(not dask.core.get_dependencies(graph, k) for k in computing)
 
 
 def _ome_read(path: str):
@@ -91,7 +104,7 @@ def test_interrupted_run_resumes_without_recomputing(tmp_path, monkeypatch) -> N
     img = np.random.default_rng(2).random((200, 200)).astype(np.float32)
     out = str(tmp_path / "p.zarr")
     calls: list[tuple[int, int]] = []
-    real = predict_mod.ChunkPredictor.probabilities
+    real = predict_mod.ChunkPredictor.outputs
 
     def crashing(self, iy, ix):
         if len(calls) == 5:
@@ -99,7 +112,7 @@ def test_interrupted_run_resumes_without_recomputing(tmp_path, monkeypatch) -> N
         calls.append((iy, ix))
         return real(self, iy, ix)
 
-    monkeypatch.setattr(predict_mod.ChunkPredictor, "probabilities", crashing)
+    monkeypatch.setattr(predict_mod.ChunkPredictor, "outputs", crashing)
     with pytest.raises(RuntimeError, match="simulated crash"):
         predict_to_zarr(ckpt, img, out, tile=64, progress=False, device="cpu")
     root = zarr.open_group(out, mode="r")
@@ -107,7 +120,7 @@ def test_interrupted_run_resumes_without_recomputing(tmp_path, monkeypatch) -> N
     assert int(root["progress"][...].sum()) == 5
     first = list(calls)
     calls.clear()
-    monkeypatch.setattr(predict_mod.ChunkPredictor, "probabilities", lambda self, iy, ix: (calls.append((iy, ix)), real(self, iy, ix))[1])
+    monkeypatch.setattr(predict_mod.ChunkPredictor, "outputs", lambda self, iy, ix: (calls.append((iy, ix)), real(self, iy, ix))[1])
     res = predict_to_zarr(ckpt, img, out, tile=64, progress=False, device="cpu")
     assert res.skipped == 5 and res.computed == 11
     assert not set(first) & set(calls)
@@ -120,16 +133,14 @@ def test_chunk_flag_written_after_data(tmp_path, monkeypatch) -> None:
     ckpt = make_checkpoint()
     img = np.zeros((64, 64), np.float32)
     out = str(tmp_path / "p.zarr")
-    real = predict_mod.probabilities_to_mask
 
-    def boom(prob):
+    def boom(self, iy, ix):
         raise OSError("disk full")
 
-    monkeypatch.setattr(export_mod, "probabilities_to_mask", boom)
+    monkeypatch.setattr(predict_mod.ChunkPredictor, "outputs", boom)
     with pytest.raises(ScribbleUNetError, match="disk full; finished chunks are kept"):
         predict_to_zarr(ckpt, img, out, tile=32, progress=False, device="cpu")
     assert int(zarr.open_group(out, mode="r")["progress"][...].sum()) == 0
-    monkeypatch.setattr(export_mod, "probabilities_to_mask", real)
 
 
 def test_cancel_keeps_finished_chunks(tmp_path) -> None:

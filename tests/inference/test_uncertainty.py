@@ -36,13 +36,13 @@ def test_entropy_ignores_rounding_past_one() -> None:
 
 def test_lazy_uncertainty_keeps_the_chunks_and_one_network_pass(monkeypatch) -> None:
     calls = []
-    original = ChunkPredictor.probabilities
+    original = ChunkPredictor.outputs
 
     def counted(self, iy, ix):
         calls.append((iy, ix))
         return original(self, iy, ix)
 
-    monkeypatch.setattr(ChunkPredictor, "probabilities", counted)
+    monkeypatch.setattr(ChunkPredictor, "outputs", counted)
     image = np.random.default_rng(0).random((70, 50)).astype(np.float32)
     pred = predict_lazy(make_checkpoint(depth=2, width=4, classes=2), image, tile=32, device="cpu")
     unc = uncertainty_lazy(pred.probabilities)

@@ -61,7 +61,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     res = predict_to_zarr(
         ckpt, image, args.out, tile=args.tile, probabilities=args.probabilities, workers=args.workers,
         scheduler=args.scheduler, threads=args.threads, nan_policy=args.nan_policy, device=args.device,
-        overwrite=args.overwrite, progress=not args.quiet,
+        overwrite=args.overwrite, progress=not args.quiet, snap=False if args.no_snap else None,
     )
     for note in res.notes:
         print(f"note: {note}", file=sys.stderr)
@@ -175,6 +175,10 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     pr.add_argument("--overwrite", action="store_true", help="replace an existing output")
     pr.add_argument("--quiet", action="store_true", help="no progress bar")
+    pr.add_argument("--no-snap", action="store_true",
+                    help="mask = each pixel's most probable class; by default pixels the model is unsure "
+                         "about take the class of the confident region whose flood over the image's "
+                         "gradient reaches them first (borders on image edges)")
     pr.add_argument("--instances", action="store_true",
                     help="also write instance labels (labels/instances): connected objects, touching ones "
                          "split by a distance-transform watershed, exact across chunks")

@@ -58,7 +58,7 @@ def image_fingerprint(source: ImageSource, window: int = 64) -> str:
     return digest.hexdigest()[:16]
 
 
-_RESUME_KEYS = ("model_token", "image", "image_shape", "tile", "probabilities", "nan_policy")
+_RESUME_KEYS = ("model_token", "image", "image_shape", "tile", "probabilities", "nan_policy", "snap_borders")
 _TREES = (MASK_PATH, PROBA_PATH, PROGRESS_ARRAY, HASH_ARRAY)
 _GROUPS = ("labels", "")
 
@@ -75,6 +75,7 @@ def _run_info(predictor: ChunkPredictor, with_proba: bool) -> dict[str, Any]:
         "classes": list(predictor.class_names),
         "probabilities": with_proba,
         "nan_policy": predictor.nan_policy,
+        "snap_borders": predictor.snap,
         "complete": False,
     }
 

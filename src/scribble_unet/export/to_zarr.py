@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ..errors import ScribbleUNetError
-from ..inference.predict import DEFAULT_TILE, ChunkPredictor, probabilities_to_mask
+from ..inference.predict import DEFAULT_TILE, ChunkPredictor
 from ..model.checkpoint import Checkpoint
 from ..model.normalize import NanPolicy
 from ..ome.files import describe_os_error, fault_point
@@ -45,10 +45,10 @@ def _write_chunk(predictor: ChunkPredictor, out: str, iy: int, ix: int, with_pro
         torch.set_num_threads(threads)
     bounds = predictor.grid.chunk_bounds(iy, ix)
     input_hash = chunk_input_hash(predictor.source, bounds)
-    prob = predictor.probabilities(iy, ix)
+    prob, mask = predictor.outputs(iy, ix)
     y0, y1, x0, x1 = bounds
     root = zarr.open_group(out, mode="r+")
-    root[f"{MASK_PATH}/0"][y0:y1, x0:x1] = probabilities_to_mask(prob)  # type: ignore[index]
+    root[f"{MASK_PATH}/0"][y0:y1, x0:x1] = mask  # type: ignore[index]
     if with_proba:
         root[f"{PROBA_PATH}/0"][:, y0:y1, x0:x1] = prob  # type: ignore[index]
     root[HASH_ARRAY][iy, ix] = input_hash  # type: ignore[index]
@@ -91,11 +91,15 @@ def predict_to_zarr(
     overwrite: bool = False,
     progress: bool | Callable[[int, int], None] = True,
     cancel: threading.Event | None = None,
+    snap: bool | None = None,
 ) -> PredictResult:
     """Predict the whole image into an OME-Zarr group at ``out``, chunk by chunk, resumably.
 
     Parameters
     ----------
+    snap
+        Mask borders on image edges (:mod:`scribble_unet.inference.borders`); None follows the
+        model's ``snap_borders``. A run is resumed only with the same choice.
     workers
         Run on a new ``dask.distributed.LocalCluster`` with this many single-threaded worker
         processes.
@@ -115,7 +119,7 @@ def predict_to_zarr(
     becomes true only when every chunk and the mask pyramid are written.
     """
     out = os.path.abspath(os.fspath(out))  # workers may run in another working directory
-    predictor = ChunkPredictor(checkpoint, image, tile, nan_policy, device)
+    predictor = ChunkPredictor(checkpoint, image, tile, nan_policy, device, snap=snap)
     if not (scheduler or workers):
         return _predict_to_zarr(predictor, out, probabilities, None, threads, overwrite, progress, cancel)
     client, cluster = _connect(workers, scheduler)  # before anything is written

@@ -24,7 +24,6 @@ from ..image import ImageSource
 from ..image.levels import LevelArray
 from ..model.checkpoint import Checkpoint
 from .predict import ChunkPredictor
-from .probabilities import probabilities_to_mask
 from .schedule import MachineScheduler
 from .uncertainty import uncertainty_from_probabilities
 
@@ -208,8 +207,8 @@ class LivePrediction:
                 sched.hold_training(True)
                 assert predictor is not None and token is not None
                 t0 = time.perf_counter()
-                prob = predictor.probabilities(*job)
-                chunk = Chunk(token, probabilities_to_mask(prob), quantise_uncertainty(uncertainty_from_probabilities(prob)))
+                prob, mask = predictor.outputs(*job)
+                chunk = Chunk(token, mask, quantise_uncertainty(uncertainty_from_probabilities(prob)))
                 sched.chunk_done(time.perf_counter() - t0, urgent)
                 if not urgent:
                     sched.hold_training(False)

@@ -28,6 +28,7 @@ from ..image import ImageSource, open_image
 from ..image.binned import BinnedSource
 from ..model.checkpoint import Checkpoint
 from ..model.normalize import NanPolicy, Normalization
+from .borders import GRADIENT_HALO, REACH, gradient_magnitude, snap_to_edges
 from .device import resolve_device
 from .probabilities import logits_to_probabilities, probabilities_to_mask
 from .resample import needed_range, upsample
@@ -83,6 +84,8 @@ class ChunkPredictor:
         ``"error"`` refuses NaN/inf pixels; ``"zero"`` predicts them as normalised value 0.
     device
         ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"mps"``.
+    snap
+        Mask borders on image edges (:mod:`.borders`); None follows the model's ``snap_borders``.
     """
 
     def __init__(
@@ -93,6 +96,7 @@ class ChunkPredictor:
         nan_policy: NanPolicy = "error",
         device: str = "auto",
         normalization: Normalization | None = None,
+        snap: bool | None = None,
     ) -> None:
         self.checkpoint = checkpoint
         self.source: ImageSource = open_image(image)
@@ -113,6 +117,7 @@ class ChunkPredictor:
         if nan_policy not in ("error", "zero"):
             raise ScribbleUNetError(f"nan policy must be 'error' or 'zero', got {nan_policy!r}")
         self.device = str(resolve_device(device))
+        self.snap = bool(checkpoint.config.snap_borders if snap is None else snap)
         self.notes: list[str] = []
         # The network runs on the working image (the image binned by cfg.scale); chunks of the
         # full-resolution output start on multiples of align * scale.
@@ -191,15 +196,16 @@ class ChunkPredictor:
         """Object-class probabilities ``(K, h, w)`` (float32) of output chunk ``(iy, ix)``."""
         y0, y1, x0, x1 = self.grid.chunk_bounds(iy, ix)
         if self.checkpoint.config.scale != 1:
-            return self._upsampled(y0, y1, x0, x1)
+            return self.window_probabilities(y0, y1, x0, x1)
         prob = self._forward(self.window(iy, ix), self.grid.halo)
         return prob[:, : y1 - y0, : x1 - x0].float().cpu().numpy()
 
-    def _upsampled(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
-        """A full-resolution window of a model working at a coarser resolution: the network runs on
-        the working-resolution rows and columns the window interpolates from, with its origin on the
-        pooling grid and the usual halo (so they equal the whole working-image pass), then
-        :func:`~.resample.upsample`."""
+    @torch.inference_mode()
+    def window_probabilities(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        """Probabilities of any full-resolution window inside the image: the network runs on the
+        working-resolution rows and columns the window needs (interpolates from), with its origin on
+        the pooling grid and the usual halo (so they equal the whole working-image pass), then
+        :func:`~.resample.upsample` (the identity at scale 1)."""
         cfg = self.checkpoint.config
         f, a, halo = cfg.scale, cfg.align, cfg.halo
         hl, wl = self.work.shape_yx
@@ -213,8 +219,31 @@ class ChunkPredictor:
         low = prob.float().cpu().numpy()
         return upsample(low, f, (ly0, lx0), (hl, wl), (y0, y1, x0, x1))
 
+    def outputs(self, iy: int, ix: int) -> tuple[np.ndarray, np.ndarray]:
+        """Probabilities ``(K, h, w)`` and mask ``(h, w)`` of output chunk ``(iy, ix)``.
+
+        With snapping on, the probabilities are computed for the chunk and :data:`~.borders.REACH` + 1 px
+        around it (inside the image) and the mask's unsure pixels are flooded over the image's gradient
+        there (:func:`~.borders.snap_to_edges`); the chunk's pixels then equal the whole-image result.
+        """
+        if not self.snap:
+            prob = self.probabilities(iy, ix)
+            return prob, probabilities_to_mask(prob)
+        y0, y1, x0, x1 = self.grid.chunk_bounds(iy, ix)
+        hgt, wid = self.source.shape_yx
+        r = REACH + 1
+        wy0, wy1, wx0, wx1 = max(0, y0 - r), min(hgt, y1 + r), max(0, x0 - r), min(wid, x1 + r)
+        prob = self.window_probabilities(wy0, wy1, wx0, wx1)
+        gh = GRADIENT_HALO
+        raw = read_reflected(self.source.read, self.source.shape_yx, wy0 - gh, wy1 + gh, wx0 - gh, wx1 + gh)
+        grad = gradient_magnitude(self.normalization.apply(raw, "zero"))[gh:-gh, gh:-gh]
+        mask = snap_to_edges(prob, grad)
+        iy0, ix0 = y0 - wy0, x0 - wx0
+        inner = (slice(iy0, iy0 + y1 - y0), slice(ix0, ix0 + x1 - x0))
+        return np.ascontiguousarray(prob[:, inner[0], inner[1]]), np.ascontiguousarray(mask[inner])
+
     def mask(self, iy: int, ix: int) -> np.ndarray:
-        return probabilities_to_mask(self.probabilities(iy, ix))
+        return self.outputs(iy, ix)[1]
 
 
 @dataclass
@@ -230,8 +259,12 @@ class LazyPrediction:
         return self.predictor.grid
 
 
-def _proba_task(predictor: ChunkPredictor, iy: int, ix: int) -> np.ndarray:
-    return predictor.probabilities(iy, ix)
+def _outputs_task(predictor: ChunkPredictor, iy: int, ix: int) -> tuple[np.ndarray, np.ndarray]:
+    return predictor.outputs(iy, ix)
+
+
+def _part(outputs: tuple[np.ndarray, np.ndarray], i: int) -> np.ndarray:
+    return outputs[i]
 
 
 def predict_lazy(
@@ -241,12 +274,14 @@ def predict_lazy(
     nan_policy: NanPolicy = "error",
     device: str = "auto",
     normalization: Normalization | None = None,
+    snap: bool | None = None,
 ) -> LazyPrediction:
     """Lazy probabilities and mask of ``image`` as dask arrays.
 
-    The probability array has one task per output chunk, each reading its window straight from the
-    source; the mask is derived block-wise. Slicing a region and computing it runs only the chunks
-    the region touches.
+    One task per output chunk computes its probabilities and mask (:meth:`ChunkPredictor.outputs`),
+    reading its window straight from the source; the two arrays are views of those tasks. Slicing a
+    region and computing it runs only the chunks the region touches (computing the probabilities and
+    the mask in one ``dask.compute`` runs each chunk once).
 
     Examples
     --------
@@ -263,17 +298,20 @@ def predict_lazy(
     import dask.array as da
     from dask.highlevelgraph import HighLevelGraph
 
-    predictor = ChunkPredictor(checkpoint, image, tile, nan_policy, device, normalization)
+    predictor = ChunkPredictor(checkpoint, image, tile, nan_policy, device, normalization, snap)
     grid = predictor.grid
     k = predictor.n_classes
-    name = f"scribble-unet-probabilities-{uuid.uuid4().hex}"
-    dsk: dict[Any, Any] = {(name, 0, iy, ix): (_proba_task, predictor, iy, ix) for iy, ix in grid}
-    graph = HighLevelGraph.from_collections(name, dsk, dependencies=[])
-    prob = da.Array(graph, name, chunks=((k,), *grid.chunks), dtype=np.float32,
+    token = uuid.uuid4().hex
+    both = f"scribble-unet-outputs-{token}"
+    name = f"scribble-unet-probabilities-{token}"
+    mask_name = f"scribble-unet-mask-{token}"
+    dsk: dict[Any, Any] = {(both, iy, ix): (_outputs_task, predictor, iy, ix) for iy, ix in grid}
+    dsk.update({(name, 0, iy, ix): (_part, (both, iy, ix), 0) for iy, ix in grid})
+    dsk.update({(mask_name, iy, ix): (_part, (both, iy, ix), 1) for iy, ix in grid})
+    prob = da.Array(HighLevelGraph.from_collections(name, dsk, dependencies=[]), name, chunks=((k,), *grid.chunks), dtype=np.float32,
                     meta=np.empty((0, 0, 0), np.float32))
     mask_dtype = np.uint8 if k < 255 else np.uint16
-    mask = da.map_blocks(probabilities_to_mask, prob, drop_axis=0, dtype=mask_dtype,
-                         meta=np.empty((0, 0), mask_dtype))
+    mask = da.Array(HighLevelGraph.from_collections(mask_name, dsk, dependencies=[]), mask_name, chunks=grid.chunks, dtype=mask_dtype, meta=np.empty((0, 0), mask_dtype))
     return LazyPrediction(prob, mask, predictor)
 
 
@@ -281,6 +319,8 @@ def predict_array(
     checkpoint: Checkpoint, image: Any, tile: int = 0, **kwargs: Any
 ) -> tuple[np.ndarray, np.ndarray]:
     """Probabilities ``(K, Y, X)`` and mask ``(Y, X)`` of a small image, as numpy arrays."""
+    import dask
+
     pred = predict_lazy(checkpoint, image, tile=tile, **kwargs)
-    prob = pred.probabilities.compute(scheduler="synchronous")
-    return prob, probabilities_to_mask(prob)
+    prob, mask = dask.compute(pred.probabilities, pred.mask, scheduler="synchronous")
+    return prob, mask
