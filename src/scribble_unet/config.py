@@ -163,7 +163,7 @@ class ModelOptions(Options):
     snap_borders: bool = option(True, "Put mask borders on image edges: pixels the network is unsure about "
                                       "(most probable class below 0.9) take the class of the confident "
                                       "region whose flood over the image's gradient reaches them first "
-                                      "(a seeded watershed, at most 32 px from the confident pixels). "
+                                      "(a seeded watershed, at most 16 px from the confident pixels). "
                                       "Off: each pixel takes its most probable class.",
                                 label="snap borders to edges")
 

@@ -28,7 +28,7 @@ from scipy import ndimage as ndi
 
 CONFIDENT = 0.9
 """Probability of the most probable class from which a pixel is a seed and keeps its class."""
-REACH = 32
+REACH = 16
 """Longest flood path (4-connected steps, full-resolution px); a chunk needs this much more context."""
 GRADIENT_SIGMA = 1.0
 """Scale (px) of the Gaussian derivatives of the gradient magnitude."""
