@@ -141,3 +141,40 @@ def test_a_newer_model_is_taken_once_the_refresh_pass_is_done_and_old_chunks_sta
     expected_u = quantise_uncertainty(uncertainty_from_probabilities(prob))
     assert np.array_equal(CachedLevel(live, 0, "uncertainty")[0:64, 0:128], expected_u)
     live.stop()
+
+
+def test_cached_levels_read_slices_like_index_arrays_at_every_level() -> None:
+    """napari asks for strided slices (read chunk by chunk with plain slicing); any other key goes
+    through index arrays. Both give the same pixels, 0 where no chunk is cached."""
+    from types import SimpleNamespace
+
+    from scribble_unet.inference.live import Chunk
+    from scribble_unet.inference.tiling import TileGrid
+
+    rng = np.random.default_rng(1)
+    for shape, tile in [((1000, 777), 128), ((300, 520), 64)]:
+        grid = TileGrid(shape, tile, 0, 4)
+        cache = {}
+        for iy, ix in grid:
+            if rng.random() < 0.8:
+                y0, y1, x0, x1 = grid.chunk_bounds(iy, ix)
+                cache[(iy, ix)] = Chunk("t", rng.integers(1, 5, (y1 - y0, x1 - x0), dtype=np.uint8),
+                                        rng.integers(0, 255, (y1 - y0, x1 - x0), dtype=np.uint8))
+        live = SimpleNamespace(source=SimpleNamespace(shape_yx=shape), snapshot=lambda g=grid, c=cache: (g, c))
+        full = np.zeros(shape, np.uint8)
+        for (iy, ix), chunk in cache.items():
+            y0, y1, x0, x1 = grid.chunk_bounds(iy, ix)
+            full[y0:y1, x0:x1] = chunk.mask
+        for level in range(3):
+            lv = CachedLevel(live, level)  # type: ignore[arg-type]
+            f = 2**level
+            h, w = lv.shape
+            assert np.array_equal(lv[:, :], full[::f, ::f])
+            for _ in range(40):
+                a, b = sorted(int(v) for v in rng.integers(0, h + 1, 2))
+                c, d = sorted(int(v) for v in rng.integers(0, w + 1, 2))
+                sy, sx = (int(v) for v in rng.integers(1, 4, 2))
+                by_slices = lv[a:b:sy, c:d:sx]
+                by_index = lv[np.arange(h)[a:b:sy], :][:, c:d:sx]
+                assert np.array_equal(by_slices, by_index)
+                assert np.array_equal(by_slices, full[::f, ::f][a:b:sy, c:d:sx])

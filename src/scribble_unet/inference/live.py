@@ -270,19 +270,10 @@ class CachedLevel(LevelArray):
         ry, rx = rows * f, cols * f  # full-resolution coordinates of the requested pixels
         grid, cache = self.live.snapshot()
         if cache and rows.size and cols.size:
-            t = grid.tile
-            by, bx = ry // t, rx // t
-            col_sel = {ix: np.nonzero(bx == ix)[0] for ix in np.unique(bx).tolist()}
-            for iy in np.unique(by).tolist():
-                sel_r = None
-                for ix, sel_c in col_sel.items():
-                    hit = cache.get((iy, ix))
-                    if hit is None:
-                        continue
-                    if sel_r is None:
-                        sel_r = np.nonzero(by == iy)[0]
-                    src = hit.mask if self.field == "mask" else hit.uncertainty
-                    out[np.ix_(sel_r, sel_c)] = src[np.ix_(ry[sel_r] - iy * t, rx[sel_c] - ix * t)]
+            if _increasing_slice(key[0]) and _increasing_slice(key[1]):
+                self._fill_by_slices(out, ry, rx, grid.tile, cache)
+            else:
+                self._fill_by_index(out, ry, rx, grid.tile, cache)
         if scalar_r and scalar_c:
             return out[0, 0]
         if scalar_r:
@@ -290,6 +281,51 @@ class CachedLevel(LevelArray):
         if scalar_c:
             return out[:, 0]
         return out
+
+
+    def _source(self, chunk: Chunk) -> np.ndarray:
+        return chunk.mask if self.field == "mask" else chunk.uncertainty
+
+    def _fill_by_slices(self, out: np.ndarray, ry: np.ndarray, rx: np.ndarray, t: int,
+                        cache: dict[tuple[int, int], Chunk]) -> None:
+        """``ry``/``rx`` are increasing arithmetic progressions (napari's requests): each chunk's share
+        is one strided slice of the chunk into one block of ``out`` (no fancy indexing: the redraw of a
+        full-resolution 1080x1844 view took 22 ms with it, under 1 ms without)."""
+        def spans(coords: np.ndarray) -> list[tuple[int, int, int]]:
+            step = int(coords[1] - coords[0]) if coords.size > 1 else 1
+            first, last = int(coords[0]) // t, int(coords[-1]) // t
+            bounds = np.searchsorted(coords, np.arange(first, last + 2) * t)
+            return [(b, int(bounds[i]), int(bounds[i + 1]), step)
+                    for i, b in enumerate(range(first, last + 1)) if bounds[i + 1] > bounds[i]]
+
+        col_spans = spans(rx)
+        for iy, r0, r1, sy in spans(ry):
+            for ix, c0, c1, sx in col_spans:
+                hit = cache.get((iy, ix))
+                if hit is None:
+                    continue
+                y0, x0 = int(ry[r0]) - iy * t, int(rx[c0]) - ix * t
+                out[r0:r1, c0:c1] = self._source(hit)[y0 : y0 + (r1 - r0 - 1) * sy + 1 : sy,
+                                                      x0 : x0 + (c1 - c0 - 1) * sx + 1 : sx]
+
+    def _fill_by_index(self, out: np.ndarray, ry: np.ndarray, rx: np.ndarray, t: int,
+                       cache: dict[tuple[int, int], Chunk]) -> None:
+        """Any other request (integer arrays, reversed slices): fancy indexing chunk by chunk."""
+        by, bx = ry // t, rx // t
+        col_sel = {ix: np.nonzero(bx == ix)[0] for ix in np.unique(bx).tolist()}
+        for iy in np.unique(by).tolist():
+            sel_r = None
+            for ix, sel_c in col_sel.items():
+                hit = cache.get((iy, ix))
+                if hit is None:
+                    continue
+                if sel_r is None:
+                    sel_r = np.nonzero(by == iy)[0]
+                out[np.ix_(sel_r, sel_c)] = self._source(hit)[np.ix_(ry[sel_r] - iy * t, rx[sel_c] - ix * t)]
+
+
+def _increasing_slice(key: Any) -> bool:
+    return isinstance(key, slice) and (key.step is None or key.step > 0)
 
 
 CachedMaskLevel = CachedLevel  # the name earlier versions used
