@@ -291,7 +291,7 @@ class CachedLevel(LevelArray):
         """``ry``/``rx`` are increasing arithmetic progressions (napari's requests): each chunk's share
         is one strided slice of the chunk into one block of ``out`` (no fancy indexing: the redraw of a
         full-resolution 1080x1844 view took 22 ms with it, under 1 ms without)."""
-        def spans(coords: np.ndarray) -> list[tuple[int, int, int]]:
+        def spans(coords: np.ndarray) -> list[tuple[int, int, int, int]]:
             step = int(coords[1] - coords[0]) if coords.size > 1 else 1
             first, last = int(coords[0]) // t, int(coords[-1]) // t
             bounds = np.searchsorted(coords, np.arange(first, last + 2) * t)
