@@ -167,3 +167,23 @@ def test_unavailable_device_is_one_line_error(tmp_path, capsys, model, image) ->
     code, _, err = run(capsys, "predict", "--model", model, "--image", image, "--out", str(out), "--device", "cuda", "--quiet")
     assert code == 2 and "sees no CUDA GPU" in err
     assert not out.exists()  # refused before anything was written
+
+
+def test_no_snap_gives_the_plain_mask_and_a_resume_keeps_the_choice(tmp_path, capsys, model, image) -> None:
+    from scribble_unet.image import open_image
+    from scribble_unet.inference.predict import predict_array
+    from scribble_unet.inference.probabilities import probabilities_to_mask
+    from scribble_unet.model.checkpoint import load_checkpoint
+
+    a, b = str(tmp_path / "a.zarr"), str(tmp_path / "b.zarr")
+    assert run(capsys, "predict", "--model", model, "--image", image, "--out", a, "--tile", "32", "--quiet")[0] == 0
+    code, _, err = run(capsys, "predict", "--model", model, "--image", image, "--out", b, "--tile", "32", "--quiet",
+                       "--probabilities", "--no-snap")
+    assert code == 0, err
+    group = zarr.open_group(b, mode="r")
+    assert np.array_equal(group["labels/mask/0"][...], probabilities_to_mask(group["probabilities/0"][...]))
+    snapped = predict_array(load_checkpoint(model), open_image(image), tile=0, device="cpu", snap=True)[1]
+    assert np.array_equal(zarr.open_group(a, mode="r")["labels/mask/0"][...], snapped)
+    # the output made with snapped borders is not resumed without them (nor overwritten)
+    code, _, err = run(capsys, "predict", "--model", model, "--image", image, "--out", a, "--tile", "32", "--quiet", "--no-snap")
+    assert code != 0 and "snap_borders" in err and len(err.strip().splitlines()) == 1
