@@ -38,9 +38,8 @@ VARIANTS = [(0.9, 8), (0.9, 16), (0.9, 24), (0.9, 32), (0.8, 16), (0.8, 32), (0.
 def score(dirs: list[Path], out: Path, variant: str) -> None:
     de.project_api()  # puts src/ on the path
     from scribble_unet.image import open_image
-    from scribble_unet.inference.borders import GRADIENT_HALO, gradient_magnitude, snap_to_edges
-    from scribble_unet.inference.predict import predict_array
-    from scribble_unet.inference.tiling import read_reflected
+    from scribble_unet.inference.borders import snap_to_edges
+    from scribble_unet.inference.predict import ChunkPredictor, predict_array
     from scribble_unet.model.checkpoint import load_checkpoint
 
     torch.set_num_threads(1)
@@ -59,9 +58,8 @@ def score(dirs: list[Path], out: Path, variant: str) -> None:
             src = open_image(image, channel_axis=2) if image.ndim == 3 else open_image(image)
             ckpt = load_checkpoint(str(f))
             prob, plain = predict_array(ckpt, src, tile=0, device="cpu", snap=False)
-            gh, (h, w) = GRADIENT_HALO, src.shape_yx
-            raw = read_reflected(src.read, src.shape_yx, -gh, h + gh, -gh, w + gh)
-            grad = gradient_magnitude(ckpt.normalization.apply(raw, "zero"))[gh:-gh, gh:-gh]
+            h, w = src.shape_yx
+            grad = ChunkPredictor(ckpt, src, tile=0, device="cpu").window_gradient(0, h, 0, w)
 
             def iou(mask: np.ndarray, truth: np.ndarray = truth) -> float:
                 return round(float((mask & truth).sum() / max(1, (mask | truth).sum())), 4)

@@ -26,6 +26,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
+from .probabilities import probabilities_to_mask, with_background
+
 CONFIDENT = 0.9
 """Probability of the most probable class from which a pixel is a seed and keeps its class."""
 REACH = 16
@@ -53,12 +55,6 @@ def gradient_magnitude(image: np.ndarray) -> np.ndarray:
     return np.sqrt(total, out=total)
 
 
-def all_class_probabilities(prob: np.ndarray) -> np.ndarray:
-    """``(K, Y, X)`` object-class probabilities (sigmoid or softmax) to ``(K + 1, Y, X)`` with background
-    first."""
-    return np.concatenate([1.0 - prob.sum(0, keepdims=True), prob], axis=0)
-
-
 def snap_to_edges(prob: np.ndarray, gradient: np.ndarray, confident: float = CONFIDENT,
                   reach: int = REACH) -> np.ndarray:
     """Mask (0 background, k class k) of ``prob`` ``(K, Y, X)`` with its unsure pixels flooded from the
@@ -69,13 +65,12 @@ def snap_to_edges(prob: np.ndarray, gradient: np.ndarray, confident: float = CON
     """
     if prob.ndim != 3 or prob.shape[1:] != gradient.shape:
         raise ValueError(f"probabilities {prob.shape} and gradient {gradient.shape} do not match")
-    full = all_class_probabilities(prob.astype(np.float32, copy=False))
-    best = np.argmax(full, axis=0)
-    top = np.take_along_axis(full, best[None], axis=0)[0]
-    mask_dtype = np.uint8 if prob.shape[0] < 255 else np.uint16
+    prob = prob.astype(np.float32, copy=False)
+    best = probabilities_to_mask(prob)  # the plain mask: what unreached pixels keep
+    top = np.take_along_axis(with_background(prob), best[None].astype(np.intp), axis=0)[0]
     unsure = ~(top >= confident)
     if reach <= 0 or not unsure.any() or unsure.all():
-        return best.astype(mask_dtype)
+        return best
     h, w = gradient.shape
     # Keys on a padded grid (the padding never holds a flood): level bits | steps on the level | class.
     # Gradient magnitudes are >= 0, so their float32 bit patterns sort as the values do.
@@ -108,4 +103,4 @@ def snap_to_edges(prob: np.ndarray, gradient: np.ndarray, confident: float = CON
     out = best.copy()
     hit = current != _INF
     out[yy[hit], xx[hit]] = (current[hit] & class_mask).astype(out.dtype)
-    return out.astype(mask_dtype)
+    return out

@@ -234,13 +234,18 @@ class ChunkPredictor:
         r = REACH + 1
         wy0, wy1, wx0, wx1 = max(0, y0 - r), min(hgt, y1 + r), max(0, x0 - r), min(wid, x1 + r)
         prob = self.window_probabilities(wy0, wy1, wx0, wx1)
-        gh = GRADIENT_HALO
-        raw = read_reflected(self.source.read, self.source.shape_yx, wy0 - gh, wy1 + gh, wx0 - gh, wx1 + gh)
-        grad = gradient_magnitude(self.normalization.apply(raw, "zero"))[gh:-gh, gh:-gh]
-        mask = snap_to_edges(prob, grad)
+        mask = snap_to_edges(prob, self.window_gradient(wy0, wy1, wx0, wx1))
         iy0, ix0 = y0 - wy0, x0 - wx0
         inner = (slice(iy0, iy0 + y1 - y0), slice(ix0, ix0 + x1 - x0))
         return np.ascontiguousarray(prob[:, inner[0], inner[1]]), np.ascontiguousarray(mask[inner])
+
+    def window_gradient(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        """Gradient magnitude (:func:`~.borders.gradient_magnitude`) of the normalised full-resolution
+        image over a window, from the window plus its context (reflected at the image's borders), so
+        any window equals the same pixels of the whole image's."""
+        gh = GRADIENT_HALO
+        raw = read_reflected(self.source.read, self.source.shape_yx, y0 - gh, y1 + gh, x0 - gh, x1 + gh)
+        return gradient_magnitude(self.normalization.apply(raw, "zero"))[gh:-gh, gh:-gh]
 
     def mask(self, iy: int, ix: int) -> np.ndarray:
         return self.outputs(iy, ix)[1]

@@ -37,6 +37,11 @@ def probabilities_to_mask(prob: np.ndarray, background: bool = False) -> np.ndar
         full = prob
     else:
         k = prob.shape[0]
-        full = np.concatenate([1.0 - prob.sum(axis=0, keepdims=True), prob], axis=0)
+        full = with_background(prob)
     dtype = np.uint8 if k < 255 else np.uint16
     return np.argmax(full, axis=0).astype(dtype)
+
+
+def with_background(prob: np.ndarray) -> np.ndarray:
+    """``(K, ...)`` object-class probabilities to ``(K + 1, ...)``, the background (``1 - sum``) first."""
+    return np.concatenate([1.0 - prob.sum(axis=0, keepdims=True), prob], axis=0)
