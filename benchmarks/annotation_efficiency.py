@@ -39,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--png", type=Path, default=PNG)
     p.add_argument("--plot-only", action="store_true", help="plot --out without running anything")
     args = p.parse_args(argv)
-    args.budget = None  # train_unet reads args.steps / args.budget / args.set
+    args.budget = None  # train_unet reads args.steps / args.budget / args.set / args.save
+    args.save = None
 
     if not args.plot_only:
         api = dv.project_api()

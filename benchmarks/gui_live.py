@@ -171,7 +171,7 @@ def main() -> None:
     meter.worst = 0.0
     train = main_widget.train
     train.train_form.set_value("steps", None)
-    t_train = time.perf_counter()
+    t_train, t_train_epoch = time.perf_counter(), time.time()
     train.start_button.click()
     _run_until(lambda: bool(steps), 120.0)
     t_first_step = steps[0][0] if steps else time.perf_counter()
@@ -217,7 +217,9 @@ def main() -> None:
         "view_region": list(region) if region else None, "pan_region": list(pan_region) if pan_region else None,
         "view_chunks": len(live.grid.chunks_touching(*pan_region)) if live and pan_region else None,
         "steps": steps[-1][1] if steps else 0, "chunks_computed": live.computed if live else 0,
-        "training_yields": ctrl.scheduler.holds, "open_s": round(open_s, 2), "open_stall_max_ms": round(open_stall["max_ms"], 1),
+        "training_yields": ctrl.scheduler.holds,
+        "live_chunk_s": {k: round(v, 2) for k, v in ctrl.scheduler.chunk_seconds.items()},
+        "refresh_change": None if ctrl.scheduler.change is None else round(ctrl.scheduler.change, 4), "open_s": round(open_s, 2), "open_stall_max_ms": round(open_stall["max_ms"], 1),
         "first_step_s": round(t_first_step - t_train, 2),
         "train_steps_per_s_live": None if live_rate is None else round(live_rate, 3),
         "train_steps_per_s_paused": None if paused_rate is None else round(paused_rate, 3),
@@ -229,6 +231,7 @@ def main() -> None:
         "handlers": handlers.summary(),
         "stalls": [{"at_s": round(a - t_train, 2), "ms": round(1000 * late), "during": handlers.during(a, b)}
                    for a, b, late in meter.big[:10]],
+        "train_click_epoch_s": round(t_train_epoch, 3),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
     res["targets"] = {

@@ -12,7 +12,11 @@ from helpers import make_checkpoint
 from scribble_unet.image import open_image
 from scribble_unet.inference.live import CachedLevel, LivePrediction, quantise_uncertainty
 from scribble_unet.inference.predict import predict_lazy
-from scribble_unet.inference.schedule import MachineScheduler
+from scribble_unet.inference.schedule import (
+    CHANGE_FOR_FULL_SHARE,
+    MIN_SHARE_FACTOR,
+    MachineScheduler,
+)
 from scribble_unet.inference.uncertainty import uncertainty_from_probabilities
 
 
@@ -178,3 +182,42 @@ def test_cached_levels_read_slices_like_index_arrays_at_every_level() -> None:
                 by_index = lv[np.arange(h)[a:b:sy], :][:, c:d:sx]
                 assert np.array_equal(by_slices, by_index)
                 assert np.array_equal(by_slices, full[::f, ::f][a:b:sy, c:d:sx])
+
+
+def test_idle_share_shrinks_while_refreshes_change_little_and_recovers() -> None:
+    now = [0.0]
+    sched = MachineScheduler(idle_share=0.2, clock=lambda: now[0])
+    assert sched.current_idle_share() == 0.2  # nothing refreshed yet: the full share
+    sched.chunk_done(0.5, urgent=False, changed=0.0)
+    assert abs(sched.current_idle_share() - 0.2 * MIN_SHARE_FACTOR) < 1e-12  # a settled view: the floor
+    assert abs(sched.idle_wait() - 0.5 * (1 - 0.05) / 0.05) < 1e-9
+    for _ in range(10):  # the picture changes again (a new model learnt something): back to the full share
+        sched.chunk_done(0.5, urgent=False, changed=0.3)
+    assert sched.current_idle_share() == 0.2
+    fresh = MachineScheduler(idle_share=0.2)
+    fresh.chunk_done(0.5, urgent=False, changed=CHANGE_FOR_FULL_SHARE / 2)
+    assert 0.2 * MIN_SHARE_FACTOR < fresh.current_idle_share() < 0.2  # in between: in proportion
+
+
+def test_the_live_view_reports_how_much_a_refresh_changed() -> None:
+    seen: list[float | None] = []
+
+    class Recording(MachineScheduler):
+        def chunk_done(self, seconds: float, urgent: bool, changed: float | None = None) -> None:
+            seen.append(changed)
+            super().chunk_done(seconds, urgent, changed)
+
+    sched = Recording(refresh_every_s=0.0, idle_share=1.0)
+    live = LivePrediction(open_image(_image()), tile=64, scheduler=sched)
+    first, second = make_checkpoint(seed=0), make_checkpoint(seed=1)
+    live.set_checkpoint(first)
+    live.request(0, 64, 0, 64)
+    gen = live.run()
+    next(gen)
+    old = live.cache[(0, 0)].mask
+    live.set_checkpoint(second)
+    next(gen)
+    new = live.cache[(0, 0)].mask
+    assert seen[0] is None  # the first prediction replaced nothing
+    assert seen[1] == float(np.mean(old != new))
+    live.stop()

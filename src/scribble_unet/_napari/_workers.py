@@ -5,12 +5,18 @@ result) run in a napari ``GeneratorWorker``, whose ``yielded``/``returned``/``er
 arrive on the main thread. A job knows whether it runs and has a ``done`` event that its thread
 sets as the very last thing, so shutting down can wait for every job with one timeout.
 
+Every job's thread runs at a lower CPU priority than the GUI (:func:`background_priority`): on a
+machine with few cores, training and prediction threads otherwise take the cores from napari's own
+painting, and the viewer stalls even though no lock is held.
+
 The generators themselves (:func:`training_events`, :func:`callback_events`) are plain Python.
 """
 
 from __future__ import annotations
 
+import os
 import queue
+import sys
 import threading
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
@@ -18,6 +24,28 @@ from typing import Any, Generic, TypeVar
 
 Y = TypeVar("Y")
 R = TypeVar("R")
+
+BACKGROUND_NICE = 10
+"""Niceness of job threads (Linux): the GUI thread (niceness 0) gets about nine times their CPU share."""
+
+
+def background_priority(nice: int = BACKGROUND_NICE) -> bool:
+    """Lower the calling thread's CPU priority to ``nice`` (Linux only); True if it is there now.
+
+    Threads created afterwards from this one (torch's OpenMP team, the batch prefetcher) inherit it.
+    The priority of a thread cannot be raised again without privileges, so a pool thread that ran a
+    job keeps it for later tasks; those are background work too.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        tid = threading.get_native_id()
+        current = os.getpriority(os.PRIO_PROCESS, tid)
+        if current < nice:
+            os.setpriority(os.PRIO_PROCESS, tid, nice)
+        return os.getpriority(os.PRIO_PROCESS, tid) >= nice
+    except OSError:  # pragma: no cover - a sandbox without setpriority: run at normal priority
+        return False
 
 
 @dataclass(frozen=True)
@@ -57,6 +85,7 @@ class Job(Generic[Y, R]):
         done.clear()
 
         def body() -> Generator[Y, None, Any]:
+            background_priority()
             try:
                 # a generator's return value (the export's result) goes to ``returned``
                 return (yield from work())

@@ -209,7 +209,11 @@ class LivePrediction:
                 t0 = time.perf_counter()
                 prob, mask = predictor.outputs(*job)
                 chunk = Chunk(token, mask, quantise_uncertainty(uncertainty_from_probabilities(prob)))
-                sched.chunk_done(time.perf_counter() - t0, urgent)
+                # how much this refresh changed the picture (the schedule spends less on views that settle)
+                before = self.cache.get(job)
+                changed = (float(np.count_nonzero(before.mask != mask)) / mask.size
+                           if before is not None and before.mask.shape == mask.shape else None)
+                sched.chunk_done(time.perf_counter() - t0, urgent, changed)
                 if not urgent:
                     sched.hold_training(False)
                 with self._cond:

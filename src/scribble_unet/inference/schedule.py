@@ -12,7 +12,11 @@ the view fills slowly. :class:`MachineScheduler` decides who runs:
   :attr:`refresh_every_s` seconds, and only once the previous refresh pass completed (so a refresh
   always finishes instead of restarting at each checkpoint); its chunks are recomputed one by one,
   training paused for the length of one chunk, and the live view uses at most
-  :attr:`idle_share` of the wall time. Old predictions stay on screen until replaced.
+  :attr:`idle_share` of the wall time. That share shrinks (down to :data:`MIN_SHARE_FACTOR` of it)
+  while refreshes change little: a refreshed chunk whose mask changed on fewer than
+  :data:`CHANGE_FOR_FULL_SHARE` of its pixels says the model has settled there, and computing it again
+  soon would take time from training to show the same picture. Old predictions stay on screen until
+  replaced.
 * **The live view is paused** by the user: no chunk is computed; training runs untouched.
 
 The trainer is anything with ``pause()`` and ``resume()``. A pause the user asked for
@@ -33,6 +37,12 @@ REFRESH_EVERY_S = 4.0
 """While the user is idle, the view takes a newer model at most this often."""
 IDLE_SHARE = 0.15
 """While the user is idle, the live view uses at most this share of the wall time."""
+CHANGE_FOR_FULL_SHARE = 0.02
+"""Share of a refreshed chunk's pixels whose class changed from which the view gets its full idle share."""
+MIN_SHARE_FACTOR = 0.25
+"""The idle share never falls below this fraction of :attr:`MachineScheduler.idle_share`."""
+CHANGE_SMOOTHING = 0.5
+"""Weight of the latest refreshed chunk in the running estimate of how much refreshes change."""
 
 
 class MachineScheduler:
@@ -54,6 +64,10 @@ class MachineScheduler:
         self._idle_ready_at = -float("inf")
         self.live_paused = False
         self.holds = 0  # times training yielded to the view (for the status line and tests)
+        self.change: float | None = None
+        """Running estimate of the share of pixels a refresh changes (None: nothing refreshed yet)."""
+        self.chunk_seconds = {"urgent": 0.0, "idle": 0.0}
+        """Seconds the live view spent computing chunks, by kind (for benchmarks)."""
 
     # ------------------------------------------------------------------ inputs (any thread)
     def attach_trainer(self, trainer: Any) -> None:
@@ -97,12 +111,28 @@ class MachineScheduler:
         with self._lock:
             return max(0.0, self._idle_ready_at - self.clock())
 
-    def chunk_done(self, seconds: float, urgent: bool) -> None:
-        """A chunk took ``seconds``; an idle one delays the next so the view keeps its share."""
-        if urgent:
-            return
+    def current_idle_share(self) -> float:
+        """The share of the wall time idle refreshes may use now (see the module docstring)."""
         with self._lock:
-            share = self.idle_share
+            if self.change is None:
+                return self.idle_share
+            factor = min(1.0, max(MIN_SHARE_FACTOR, self.change / CHANGE_FOR_FULL_SHARE))
+            return self.idle_share * factor
+
+    def chunk_done(self, seconds: float, urgent: bool, changed: float | None = None) -> None:
+        """A chunk took ``seconds``; an idle one delays the next so the view keeps its share.
+
+        ``changed``: the share of the chunk's pixels whose class differs from the prediction it
+        replaced (None when it replaced nothing).
+        """
+        with self._lock:
+            self.chunk_seconds["urgent" if urgent else "idle"] += seconds
+            if changed is not None:
+                a = CHANGE_SMOOTHING
+                self.change = changed if self.change is None else a * changed + (1 - a) * self.change
+            if urgent:
+                return
+            share = self.current_idle_share()
             self._idle_ready_at = self.clock() + seconds * (1 - share) / share
 
     # ------------------------------------------------------------------ the trainer

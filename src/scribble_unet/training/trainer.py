@@ -51,6 +51,7 @@ from .events import (
 )
 from .labels import LabelIndex, Region, StrokeSplit, split_strokes
 from .losses import ScribbleLoss
+from .optim import AdamW
 from .prefetch import Batch, Prefetcher
 from .prepare import _load_init, check_classes_painted, config_for_init  # noqa: F401 (config_for_init: re-exported)
 from .sampler import TileSampler, check_tile, field_of_view
@@ -180,9 +181,7 @@ class Trainer:
         if init is not None:
             self.new_head = _load_init(self.model, init)
         self.model.to(self.device)
-        self.optimizer = torch.optim.AdamW(
-            self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
-        )
+        self.optimizer = AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.teacher = MeanTeacher(self.model, config.consistency) if config.consistency > 0 else None
         self.edges = EdgeTerm(config.edge_weight, config.seed) if config.edge_weight > 0 else None
         self.rng = np.random.default_rng(config.seed)
