@@ -10,7 +10,8 @@ IMG is any 2D zarr image (opened through the plugin's reader), SCR a scribble ar
 (0 unlabelled, 1 background, 2.. classes); it is copied into a fresh project. The camera is put at
 full resolution (one screen pixel per image pixel, a 1920x1080 canvas) on the scribbles' centre;
 Train is pressed with the widget's defaults (no step limit); during the first 60 % of the run the
-live view is on and, half-way through it, the camera pans once to a place not predicted yet;
+live view is on and, half-way through it, the camera pans once to a place not predicted yet (before
+Train, the same pan the other way and back measures napari's own stall on a pan: ``idle_pan_stall_ms``);
 during the last 40 % the live view is paused (the "Pause live view" button).
 
 ``--make-demo DIR`` writes a 4096 x 4096 (16.8 Mpx) test pair into DIR and prints the two paths:
@@ -148,6 +149,24 @@ def main() -> None:
     _run_until(lambda: False, 0.5)
     region = ctrl.visible_region()
 
+    # where the pan measured while training goes: a place not predicted yet
+    ch, cw = canvas
+    h, w = shape
+    ny, nx = cy, cx + 1.5 * cw if cx + 2 * cw < w else cx - 1.5 * cw
+    if not (cw / 2 <= nx <= w - cw / 2):
+        ny, nx = (cy + 1.5 * ch if cy + 2 * ch < h else cy - 1.5 * ch), cx
+    # napari's own cost of a pan on this machine, before anything trains or predicts: the same distance
+    # the other way (kept inside the image), then back
+    meter.lateness.clear()
+    meter.worst = 0.0
+    by = min(max(2 * cy - ny, ch / 2), h - ch / 2)
+    bx = min(max(2 * cx - nx, cw / 2), w - cw / 2)
+    cam.center = ctrl.placement.world((by, bx))
+    _run_until(lambda: False, 1.5)
+    cam.center = ctrl.placement.world((cy, cx))
+    _run_until(lambda: False, 1.5)
+    idle_pan = meter.summary()
+
     # the main thread's view of the run
     steps: list[tuple[float, int]] = []
     ctrl.state.training.events.step.connect(lambda s: steps.append((time.perf_counter(), s)))
@@ -179,11 +198,6 @@ def main() -> None:
     _run_until(lambda: False, live_phase / 2)
 
     # pan once, to a place not predicted yet, while training
-    h, w = shape
-    ch, cw = canvas
-    ny, nx = cy, cx + 1.5 * cw if cx + 2 * cw < w else cx - 1.5 * cw
-    if not (cw / 2 <= nx <= w - cw / 2):
-        ny, nx = (cy + 1.5 * ch if cy + 2 * ch < h else cy - 1.5 * ch), cx
     t_pan = time.perf_counter()
     cam.center = ctrl.placement.world((ny, nx))
     _run_until(lambda: any(t > t_pan + 0.15 and m == 0 for t, _, m in redraws), 60.0)
@@ -226,6 +240,7 @@ def main() -> None:
         "live_over_paused": None if not (live_rate and paused_rate) else round(live_rate / paused_rate, 3),
         "view_fill_s": None if view_fill_s is None else round(view_fill_s, 2),
         "first_prediction_s": round(first[0] - t_train, 2) if first else None,
+        "idle_pan_stall_ms": round(idle_pan["max_ms"], 1),
         "max_stall_ms": round(busy["max_ms"], 1), "p99_stall_ms": round(busy["p99_ms"], 1),
         "stalls_over_100ms": busy["over_100ms"], "worst_stall_at_s": busy["worst_at_s"],
         "handlers": handlers.summary(),
