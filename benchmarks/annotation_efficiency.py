@@ -71,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
                         fh.write(json.dumps(rec) + "\n")
 
     recs = [json.loads(line) for line in args.out.read_text().splitlines() if line.startswith("{")]
+    recs = [r for r in recs if r["steps"] == args.steps]  # one run's setting (the file keeps older runs too)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -89,10 +90,12 @@ def main(argv: list[str] | None = None) -> int:
                 ax.plot(x, y, style, label=f"{method}" + (f" ({rs[0]['steps']} steps)" if method == "unet" else ""))
                 summary[f"{name}/{method}"] = [[round(a, 3), b] for a, b in zip(x, y, strict=False)]
         ax.set_xscale("log")
-        from matplotlib.ticker import FormatStrFormatter, NullFormatter
+        from matplotlib.ticker import FixedLocator, FormatStrFormatter, NullLocator
 
-        ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
-        ax.xaxis.set_minor_formatter(NullFormatter())  # minor log ticks overprinted each other
+        xs = sorted({round(100 * r["labelled_fraction"], 2) for r in recs if r["image"] == name})
+        ax.xaxis.set_major_locator(FixedLocator(xs))  # the measured fractions themselves
+        ax.xaxis.set_major_formatter(FormatStrFormatter("%.2g"))
+        ax.xaxis.set_minor_locator(NullLocator())
         ax.set_xlabel("labelled pixels (%)")
         ax.set_ylabel("foreground IoU")
         ax.set_title(name)
