@@ -156,3 +156,27 @@ def test_pause_zoom_out_and_priority_on_a_large_image(make_napari_viewer, qtbot,
     qtbot.wait(1000)
     assert len(live.requested) <= n + 1  # at most the chunk that was in flight
     assert "zoom in" in main.predict.status.text()
+
+
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="thread niceness is Linux's")
+def test_job_threads_run_below_the_gui_thread(qtbot) -> None:
+    # training and prediction threads must not take the cores from napari's painting
+    import os
+    import threading
+
+    from scribble_unet._napari._workers import BACKGROUND_NICE, Job
+
+    def niceness() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    gui_before = niceness()
+    seen: list[int] = []
+
+    def work():
+        yield niceness()
+
+    job: Job[int, None] = Job("probe")
+    job.start(work, on_yield=seen.append)
+    qtbot.waitUntil(lambda: not job.running and bool(seen), timeout=10000)
+    assert seen == [max(BACKGROUND_NICE, gui_before)]
+    assert niceness() == gui_before  # the GUI thread itself is untouched

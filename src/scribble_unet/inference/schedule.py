@@ -35,7 +35,7 @@ INTERACTION_HOLD_S = 1.0
 """A camera move or a stroke counts as interaction for this long."""
 REFRESH_EVERY_S = 4.0
 """While the user is idle, the view takes a newer model at most this often."""
-IDLE_SHARE = 0.15
+IDLE_SHARE = 0.10
 """While the user is idle, the live view uses at most this share of the wall time."""
 CHANGE_FOR_FULL_SHARE = 0.02
 """Share of a refreshed chunk's pixels whose class changed from which the view gets its full idle share."""
