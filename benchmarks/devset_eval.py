@@ -247,6 +247,13 @@ def train_unet(api: SimpleNamespace, image: np.ndarray, labels: np.ndarray, args
     probs = api.predict_image(trainer.model, trainer.source, trainer.normalization)
     # the mask the product gives (borders snapped to edges when the model says so), from the checkpoint
     mask = api.predict_array(finished.checkpoint, src, tile=0, device="cpu")[1] > 0
+    ckpt = finished.checkpoint
+    unet_mask = None
+    if ckpt.config.pixel_forest:  # the same U-Net without its pixel forest, for comparison
+        alone = type(ckpt)(ckpt.config.replace(pixel_forest=False),
+                           {k: v for k, v in ckpt.state_dict.items() if not k.startswith("forest.")},
+                           ckpt.normalization, dict(ckpt.training))
+        unet_mask = api.predict_array(alone, src, tile=0, device="cpu")[1] > 0
     stats = {
         "steps": int(finished.step),
         "train_s": round(float(trainer.elapsed), 1),
@@ -268,6 +275,8 @@ def train_unet(api: SimpleNamespace, image: np.ndarray, labels: np.ndarray, args
         stats["_probs"] = probs
         stats["_checkpoint"] = finished.checkpoint
     stats["_plain"] = probs[0] > 0.5  # each pixel's most probable class, borders not snapped
+    if unet_mask is not None:
+        stats["_unet_alone"] = unet_mask
     return mask, stats
 
 
@@ -586,6 +595,10 @@ def main(argv: list[str] | None = None) -> int:
                     pred, st = run_skimage(image, scr, seed, threads)
                 probs, ckpt = st.pop("_probs", None), st.pop("_checkpoint", None)
                 plain = st.pop("_plain", None)
+                alone = st.pop("_unet_alone", None)
+                if alone is not None:  # the U-Net without its pixel forest (snapped as the product)
+                    st["iou_unet_alone"] = round(int((alone & truth).sum()) / max(1, int((alone | truth).sum())), 4)
+                    st["share_ratio_unet_alone"] = round(float(alone.mean()) / max(true_share, 1e-9), 4)
                 if plain is not None:  # the U-Net's mask without snapped borders, for comparison
                     st["iou_plain"] = round(int((plain & truth).sum()) / max(1, int((plain | truth).sum())), 4)
                     st["share_ratio_plain"] = round(float(plain.mean()) / max(true_share, 1e-9), 4)

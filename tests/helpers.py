@@ -19,6 +19,7 @@ def make_checkpoint(
     seed: int = 0,
     trained: bool = True,
     filter_bank: bool = False,
+    pixel_forest: bool = False,
 ) -> Checkpoint:
     """A small model whose weights look trained: random BatchNorm statistics and scaled weights.
 
@@ -26,8 +27,18 @@ def make_checkpoint(
     weights makes every layer matter, so exactness checks cannot pass by accident.
     """
     cfg = ModelConfig(depth=depth, width=width, in_channels=channels, n_classes=classes, norm=norm,  # type: ignore[arg-type]
-                      filter_bank=filter_bank)
+                      filter_bank=filter_bank, pixel_forest=pixel_forest)
     model = build_model(cfg, seed=seed)
+    if pixel_forest:  # a forest that splits on the features of a random image by a random rule
+        from scribble_unet.model.forest import pixel_features
+
+        rng = np.random.default_rng(seed)
+        feats = pixel_features(torch.from_numpy(rng.normal(size=(1, channels, 48, 48)).astype(np.float32)))
+        rows = feats[0].reshape(feats.shape[1], -1).T.numpy()
+        score = rows @ rng.normal(size=rows.shape[1])
+        values = 1 + np.digitize(score, np.quantile(score, np.linspace(0, 1, classes + 2)[1:-1]))
+        assert model.forest is not None
+        model.forest.set_rows(rows, values, rng)
     if trained:
         g = torch.Generator().manual_seed(seed + 1)
         with torch.no_grad():

@@ -156,6 +156,10 @@ class ModelOptions(Options):
                                       "gradient magnitude, Laplacian and Hessian eigenvalues at several "
                                       "scales, as ilastik's pixel classifier uses) beside the image. They "
                                       "widen the field of view by their reach.", label="filter bank")
+    pixel_forest: bool = option(False, "Multiply the network's prediction with that of a small random forest "
+                                       "on fixed image filters (as ilastik's pixel classifier), fitted on "
+                                       "the same strokes: the forest judges each pixel by its look, the "
+                                       "network by its context.", label="pixel forest")
     scale: int = option(1, "Working resolution: the network sees the image binned by this factor (block "
                            "means) and its probabilities are upsampled back. 1 is full resolution; the "
                            "trainer picks a coarser one for large objects.",

@@ -84,6 +84,33 @@ def test_tiled_prediction_equals_whole_image_pass(key, h: int, w: int, tile_mult
     assert np.array_equal(mask[clear], ref_mask[clear])
 
 
+FOREST_CKPTS = {  # a pixel forest costs ~10 ms per chunk: fixed cases with larger tiles, not hypothesis
+    "gray": make_checkpoint(depth=2, width=4, seed=6, pixel_forest=True),
+    "rgb-2-classes": make_checkpoint(depth=1, width=4, channels=3, classes=2, seed=7, pixel_forest=True),
+}
+
+
+@pytest.mark.parametrize("key", sorted(FOREST_CKPTS))
+@pytest.mark.parametrize(("h", "w", "tile", "seed"), [(37, 90, 16, 0), (110, 70, 24, 1), (5, 8, 8, 2), (96, 64, 64, 3)])
+def test_tiled_prediction_with_a_pixel_forest_equals_whole_image_pass(key: str, h: int, w: int, tile: int,
+                                                                      seed: int) -> None:
+    ckpt = FOREST_CKPTS[key]
+    cfg = ckpt.config
+    img = np.random.default_rng(seed).normal(size=(cfg.in_channels, h, w)).astype(np.float32)
+    data = img[0] if cfg.in_channels == 1 else ArraySource(img, channel_axis=0)
+    pred = predict_lazy(ckpt, data, tile=tile, device="cpu")
+    got = pred.probabilities.compute(scheduler="synchronous")
+    ref = whole_image_reference(ckpt, img)
+    assert np.abs(got - ref).max() <= 1e-5
+    # the mask (borders snapped to edges where the product is unsure) equals the whole-image pass's
+    whole = predict_lazy(ckpt, data, tile=0, device="cpu").mask.compute(scheduler="synchronous")
+    assert np.array_equal(pred.mask.compute(scheduler="synchronous"), whole)
+    # the forest matters here: the same U-Net without it predicts otherwise
+    plain = make_checkpoint(depth=cfg.depth, width=4, channels=cfg.in_channels, classes=cfg.n_classes,
+                            seed=6 if key == "gray" else 7)
+    assert np.abs(whole_image_reference(plain, img) - ref).max() > 0.05
+
+
 def test_whole_pass_option_is_one_chunk() -> None:
     ckpt = CKPTS[(2, 1, 1, "batch")]
     pred = predict_lazy(ckpt, np.zeros((37, 90), np.float32), tile=0, device="cpu")

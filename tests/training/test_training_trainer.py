@@ -460,3 +460,41 @@ def test_pixel_weights_from_a_dense_instance_mask() -> None:
     assert isinstance(run_all(trainer)[-1], FinishedEvent)
     with pytest.raises(ScribbleUNetError, match="loss weights have shape"):
         Trainer(img, dense, TINY, FAST, weights=weights[:10])
+
+
+# ---------------------------------------------------------------------- pixel forest
+def test_pixel_forest_is_filled_from_the_training_strokes_only(tmp_path: Path) -> None:
+    img, scr = painted(96)
+    cfg = TrainConfig(steps=3, batch_size=2, validate_every=0, device="cpu", seed=0, val_share=0.3)
+    trainer = Trainer(img, scr, ModelConfig(depth=2, width=4, pixel_forest=True), cfg, out=tmp_path / "m.safetensors")
+    final = run_all(trainer)[-1]
+    assert isinstance(final, FinishedEvent)
+    forest = trainer.model.forest
+    assert forest is not None and forest.is_fitted
+    values = forest.row_values.numpy()
+    train = trainer.split.train
+    # every training pixel of each value is a row (fewer than the cap here); held-out strokes are not
+    assert {v: int((values == v).sum()) for v in (1, 2)} == {v: len(train[v]) for v in (1, 2)}
+    assert sum(len(v) for v in trainer.split.val.values()) > 0
+    # the saved model predicts with its forest: it differs from the same U-Net without one
+    ckpt = load_checkpoint(tmp_path / "m.safetensors")
+    assert ckpt.config.pixel_forest
+    model = ckpt.build()
+    with torch.inference_mode():
+        x = torch.from_numpy(img[None, None])
+        assert not torch.allclose(model(x), model._unet(x, 0))
+    # fine-tuning keeps the forest option and refills the forest from the new run's strokes
+    again = Trainer(img, scr, config_for_init(ckpt), FAST, init=ckpt)
+    assert again.model.forest is not None and not again.model.forest.is_fitted
+    run_all(again)
+    assert again.model.forest.is_fitted
+
+
+def test_fine_tuning_a_model_without_forest_may_add_one() -> None:
+    img, scr = painted()
+    plain = run_all(Trainer(img, scr, TINY, FAST))[-1]
+    assert isinstance(plain, FinishedEvent)
+    cfg = config_for_init(plain.checkpoint).replace(pixel_forest=True)
+    trainer = Trainer(img, scr, cfg, FAST, init=plain.checkpoint)
+    run_all(trainer)
+    assert trainer.model.forest is not None and trainer.model.forest.is_fitted

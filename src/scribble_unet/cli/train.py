@@ -22,7 +22,7 @@ from ..config import ModelOptions, TrainOptions
 from ..errors import ScribbleUNetError
 from .options import add_options, default_text, given
 
-MODEL_OPTIONS = ("depth", "width", "filter_bank")
+MODEL_OPTIONS = ("depth", "width", "filter_bank", "pixel_forest")
 """Architecture options of ``train`` (the rest comes from the image, ``--classes`` or ``--init``)."""
 TRAIN_OPTIONS = ("steps", "time_budget", "tile", "batch_size", "lr", "seed", "device", "fg_share",
                  "val_share", "validate_every", "checkpoint_every", "elastic", "object_diameter", "scale",
@@ -153,6 +153,8 @@ def run_train(args: argparse.Namespace) -> int:
         if args.filter_bank is not None and args.filter_bank != model_config.filter_bank:
             raise ScribbleUNetError("--filter-bank differs from the filter bank of --init "
                                     f"({'on' if model_config.filter_bank else 'off'})")
+        if args.pixel_forest is not None:  # not learned by the network: may be switched when fine-tuning
+            model_config = model_config.replace(pixel_forest=args.pixel_forest)
     else:
         names = names or ("object",)
         model_config = ModelConfig(

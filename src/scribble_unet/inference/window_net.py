@@ -118,6 +118,8 @@ class WindowNet:
     def __init__(self, unet: UNet, channels_last: bool = False) -> None:
         self.depth = unet.config.depth
         self.filters = unet.filters  # fixed input filter bank, or None
+        forest = unet.forest  # a fitted pixel forest multiplied in, or None
+        self.forest = forest if forest is not None and forest.is_fitted else None
         fmt = torch.channels_last if channels_last else torch.contiguous_format
         self.fmt = fmt
 
@@ -143,6 +145,11 @@ class WindowNet:
 
     def __call__(self, x: torch.Tensor, margin: int) -> torch.Tensor:
         """Logits ``(N, C_out, h - 2 margin, w - 2 margin)`` of input windows ``x`` ``(N, C_in, h, w)``."""
+        if self.forest is not None:
+            return self._unet(x, margin) + self.forest(x, margin)
+        return self._unet(x, margin)
+
+    def _unet(self, x: torch.Tensor, margin: int) -> torch.Tensor:
         d = self.depth
         if self.filters is not None:
             # Drop the border the filter bank's zero padding reaches into, rounded down to the pooling grid

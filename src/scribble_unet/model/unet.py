@@ -20,7 +20,7 @@ from torch import nn
 
 from ..config import ModelOptions, NormKind
 from ..errors import ScribbleUNetError
-from . import filters
+from . import filters, forest
 from .filters import FilterBank
 
 
@@ -60,7 +60,10 @@ class ModelConfig(ModelOptions):
     @property
     def halo(self) -> int:
         """Context (px) each side of an output tile so that tiling is exact."""
-        return required_halo(self.depth, self.filter_reach)
+        halo = required_halo(self.depth, self.filter_reach)
+        if self.pixel_forest:  # the forest's filters read this far; rounded up to the pooling grid
+            halo = max(halo, -(-forest.reach() // self.align) * self.align)
+        return halo
 
     def to_json(self) -> str:
         d = self.model_dump(mode="json")
@@ -68,6 +71,8 @@ class ModelConfig(ModelOptions):
             del d["scale"]  # full resolution: the header (and the model token) of earlier versions
         if d.get("filter_bank") is False:
             del d["filter_bank"]  # no filter bank: as earlier versions wrote it
+        if d.get("pixel_forest") is False:
+            del d["pixel_forest"]  # no forest: as earlier versions wrote it
         return json.dumps(d, sort_keys=True)
 
     @classmethod
@@ -76,7 +81,7 @@ class ModelConfig(ModelOptions):
         unknown = set(d) - known
         if unknown:
             raise ScribbleUNetError(f"unknown model config keys: {', '.join(sorted(unknown))}")
-        return cls(**{"filter_bank": False, **d})  # headers without the key predate the filter bank
+        return cls(**{"filter_bank": False, "pixel_forest": False, **d})  # headers without the key predate the filter bank
 
 
 def receptive_field(depth: int) -> tuple[int, int]:
@@ -151,10 +156,18 @@ class UNet(nn.Module):
             self.up.append(nn.ConvTranspose2d(chans[i + 1], chans[i], 2, stride=2))
             self.dec.append(_DoubleConv(2 * chans[i], chans[i], config.norm))
         self.head = nn.Conv2d(chans[0], config.out_channels, 1)
+        self.forest = forest.PixelForest(config.in_channels, config.n_classes) if config.pixel_forest else None
 
     def forward(self, x: torch.Tensor, context: int = 0) -> torch.Tensor:
         """Logits of ``x``; ``context`` pixels each side feed only the input filter bank and are cropped
-        before the U-Net (training tiles carry them so that the filters see what they see at prediction)."""
+        before the U-Net (training tiles carry them so that the filters see what they see at prediction).
+        In eval mode a fitted pixel forest's log frequencies are added (:mod:`.forest`); in training mode
+        the U-Net alone answers."""
+        if self.forest is not None and not self.training and self.forest.is_fitted:
+            return self._unet(x, context) + self.forest(x, context)
+        return self._unet(x, context)
+
+    def _unet(self, x: torch.Tensor, context: int) -> torch.Tensor:
         if self.filters is not None:
             x = self.filters(x)
         if context:

@@ -15,7 +15,7 @@ def config_for_init(init: Checkpoint, class_names: Sequence[str] | None = None) 
     c = init.config
     names = tuple(class_names) if class_names else c.class_names
     return ModelConfig(depth=c.depth, width=c.width, in_channels=c.in_channels, n_classes=len(names),
-                       class_names=names, norm=c.norm, filter_bank=c.filter_bank)
+                       class_names=names, norm=c.norm, filter_bank=c.filter_bank, pixel_forest=c.pixel_forest)
 
 
 def check_classes_painted(counts: dict[int, int], class_names: Sequence[str]) -> None:
@@ -33,10 +33,10 @@ def check_classes_painted(counts: dict[int, int], class_names: Sequence[str]) ->
 
 def _load_init(model: UNet, init: Checkpoint) -> bool:
     """Copy ``init``'s weights into ``model``; returns True when the head was kept new (other classes)."""
-    if init.config.n_classes == model.config.n_classes:
-        model.load_state_dict(init.state_dict)
-        return False
-    state = {k: v for k, v in init.state_dict.items() if not k.startswith("head.")}
+    # a pixel forest is not learned by the network: it is refilled from the strokes of this run
+    new_head = init.config.n_classes != model.config.n_classes
+    skip = ("forest.", "head.") if new_head else ("forest.",)
+    state = {k: v for k, v in init.state_dict.items() if not k.startswith(skip)}
     missing, unexpected = model.load_state_dict(state, strict=False)
-    assert not unexpected and all(k.startswith("head.") for k in missing), (missing, unexpected)
-    return True
+    assert not unexpected and all(k.startswith(skip) for k in missing), (missing, unexpected)
+    return new_head

@@ -49,6 +49,7 @@ from .events import (
     TrainEvent,
     ValidationEvent,
 )
+from .forest_fit import fit_forest
 from .labels import LabelIndex, Region, StrokeSplit, split_strokes
 from .losses import ScribbleLoss
 from .optim import AdamW
@@ -181,6 +182,7 @@ class Trainer:
         if init is not None:
             self.new_head = _load_init(self.model, init)
         self.model.to(self.device)
+        self._forest_stale = self.model.forest is not None  # fitted before the model is next used in eval
         self.optimizer = AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.teacher = MeanTeacher(self.model, config.consistency) if config.consistency > 0 else None
         self.edges = EdgeTerm(config.edge_weight, config.seed) if config.edge_weight > 0 else None
@@ -197,9 +199,7 @@ class Trainer:
         self._running = False
         self._sampler_lock = threading.Lock()
 
-    def _choose_scale(
-        self, src: ImageSource, index: LabelIndex, model_config: ModelConfig
-    ) -> ScaleChoice:
+    def _choose_scale(self, src: ImageSource, index: LabelIndex, model_config: ModelConfig) -> ScaleChoice:
         cfg = self.config
         if self.init is not None:
             return ScaleChoice(self.init.config.scale, None, "initial model")
@@ -208,13 +208,11 @@ class Trainer:
         fov = field_of_view(model_config.depth)
         if cfg.object_diameter is not None:
             return ScaleChoice(scale_for_diameter(cfg.object_diameter, fov, src.shape_yx), cfg.object_diameter, "user")
-        points = np.concatenate(
-            [index.coords(v) for v in sorted(index.counts) if v >= FIRST_CLASS] or [np.zeros((0, 2), np.int64)]
-        )
+        parts = [index.coords(v) for v in sorted(index.counts) if v >= FIRST_CLASS]
+        points = np.concatenate(parts or [np.zeros((0, 2), np.int64)])
         if self._full_norm is None:
             self._full_norm = compute_normalization(src)
-        norm = self._full_norm
-        d = estimate_diameter(src, norm, points, np.random.default_rng(cfg.seed))
+        d = estimate_diameter(src, self._full_norm, points, np.random.default_rng(cfg.seed))
         if d is None:
             return ScaleChoice(1, None, "default")
         return ScaleChoice(scale_for_diameter(d, fov, src.shape_yx), d, "estimated")
@@ -272,7 +270,14 @@ class Trainer:
             self.split = split
             self.sampler.set_split(split)
         self.loss_fn.set_counts(self.index.counts)
+        self._forest_stale = self.model.forest is not None
         return True
+
+    def fit_forest(self) -> None:
+        """Refill the model's pixel forest from the training strokes if they changed since the last fill."""
+        if self._forest_stale and self.model.forest is not None:
+            fit_forest(self.model.forest, self.image, self.split, self.normalization, self.config.seed)
+            self._forest_stale = False
 
     def _wait_while_paused(self) -> float:
         """Block while paused (until resumed or stopped); returns the seconds spent waiting."""
@@ -327,6 +332,7 @@ class Trainer:
         val = self.split.val_all
         if len(val) == 0:
             return None
+        self.fit_forest()
         w = self.index.shape[1]
         a = self.model_config.align
         cell = max(256, -(-self.tile // a) * a)
@@ -341,6 +347,7 @@ class Trainer:
 
     def checkpoint(self, finished: bool = False, reason: str | None = None) -> Checkpoint:
         """The current weights with normalisation and training notes (a copy; training may go on)."""
+        self.fit_forest()
         last = self.last_validation
         notes: dict[str, Any] = {
             "steps": self.step,
@@ -354,8 +361,7 @@ class Trainer:
             "reason": reason,
             "tile": self.tile,
             "batch_size": self.config.batch_size,
-            "lr": self.config.lr,
-            "seed": self.config.seed,
+            "lr": self.config.lr, "seed": self.config.seed,
             "device": str(self.device),
             "label_counts": {str(v): n for v, n in self.index.counts.items()},
             "held_out_strokes": {str(v): n for v, n in self.split.n_val_strokes.items()},

@@ -1,0 +1,175 @@
+"""A small random forest on fixed image filters, multiplied into the U-Net's prediction (an option).
+
+ilastik's pixel classifier (a random forest on multi-scale filters) and the U-Net make different
+mistakes from a few strokes: the forest judges each pixel by its local appearance and puts borders where
+the intensity changes; the U-Net judges by context and fills the unpainted band around objects from it.
+On the development set their product (a "product of experts": class probabilities multiplied and
+renormalised, i.e. log probabilities added to the logits) was better than either alone
+(docs/quality.md, seventh session).
+
+:class:`PixelForest` makes that forest a fixed part of the network, so that everything that handles a
+model (checkpoints, exact tiling, the live view, export, dask) handles it too:
+
+* features (:func:`pixel_features`): per channel the image and, at each scale of :data:`SIGMAS`, the
+  Gaussian-smoothed image, gradient magnitude, Laplacian and the two Hessian eigenvalues (the kernels of
+  :mod:`.filters`), computed in float64 and rounded to float32 so that a chunk and the whole image give
+  the same bits; their reach is part of the halo, so tiles stay exact;
+* the checkpoint stores the forest's training set (features and labels of at most :data:`MAX_ROWS`
+  stroke pixels) in fixed-size tensors, not the trees: loading never unpickles, and the forest
+  (:data:`TREES` trees of depth at most :data:`DEPTH`, scikit-learn, a fixed seed) is refitted from them
+  on first use, in well under a second;
+* prediction adds the logarithm of the forest's class frequencies to the U-Net's logits.
+
+An empty forest adds nothing. The trainer fills it from the image and the strokes (it does not depend on
+the U-Net's weights); the U-Net's training loss sees the U-Net alone.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .filters import TRUNCATE, gaussian_kernels
+
+SIGMAS: tuple[float, ...] = (0.7, 1.6, 3.5, 5.0, 10.0)
+"""Filter scales (px at the working resolution): ilastik's default scales without the smallest."""
+FEATURES_PER_SCALE = 5
+TREES = 32
+"""Number of trees."""
+DEPTH = 8
+"""Largest tree depth."""
+EPS = 1e-3
+"""Class frequencies are clipped to ``[EPS, 1 - EPS]`` before the logarithm: a unanimous forest shifts a
+logit by at most ``log((1 - EPS) / EPS)`` (about 6.9)."""
+MAX_ROWS = 4096
+"""Stroke pixels stored and fitted on (a random subset, split evenly between the label values)."""
+SEED = 0
+"""The forest's random state: the same rows give the same forest."""
+
+_FIT_LOCK = threading.Lock()  # one fit at a time; module level so that models stay deep-copyable
+
+
+def reach() -> int:
+    """Pixels each side that the features read beyond an output pixel."""
+    return max(math.ceil(TRUNCATE * s) for s in SIGMAS)
+
+
+def n_features(in_channels: int) -> int:
+    return in_channels * (1 + FEATURES_PER_SCALE * len(SIGMAS))
+
+
+_KERNELS: dict[float, torch.Tensor] = {
+    s: gaussian_kernels(s, math.ceil(TRUNCATE * s)) for s in SIGMAS
+}
+
+
+def pixel_features(x: torch.Tensor) -> torch.Tensor:
+    """``(N, C, H, W)`` -> ``(N, F, H, W)`` float32 features (zero padding at the window's border).
+
+    Each scale uses its own kernel length (``2 ceil(3 sigma) + 1`` taps). The arithmetic is float64 and
+    the result is rounded to float32, so the bits do not depend on the window's size or memory layout.
+    """
+    n, c, h, w = x.shape
+    t = x.detach().to(torch.float64).contiguous().reshape(n * c, 1, h, w)
+    out = [t[:, 0]]
+    for s in SIGMAS:
+        k = _KERNELS[s].to(device=t.device)
+        r = k.shape[1] // 2
+        ky, kx = k[:, None, :, None], k[:, None, None, :]
+        y = F.conv2d(t, ky, padding=(r, 0))  # smoothing, d/dy, d2/dy2 along y
+        sm_x = F.conv2d(y[:, 0:1], kx, padding=(0, r))  # G, d/dx, d2/dx2 along x
+        dy_x = F.conv2d(y[:, 1:2], kx[:2], padding=(0, r))
+        iyy = F.conv2d(y[:, 2:3], kx[:1], padding=(0, r))[:, 0]
+        sm, ix, ixx = sm_x[:, 0], sm_x[:, 1], sm_x[:, 2]
+        iy, ixy = dy_x[:, 0], dy_x[:, 1]
+        lap = ixx + iyy
+        half = torch.sqrt(0.25 * (ixx - iyy) ** 2 + ixy * ixy)
+        out += [sm, torch.sqrt(ix * ix + iy * iy), lap, 0.5 * lap + half, 0.5 * lap - half]
+    feats = torch.stack(out, dim=1)  # (N C, 1 + 5 S, H, W)
+    return feats.reshape(n, c * feats.shape[1], h, w).to(torch.float32)
+
+
+class PixelForest(nn.Module):
+    """``(N, C, H, W)`` normalised image -> ``(N, n_out, h, w)`` log class frequencies of the forest.
+
+    ``n_out`` is 1 for one object class (the log odds of the object, added to the U-Net's single logit)
+    and ``K + 1`` otherwise (log frequencies, added to the U-Net's softmax logits).
+    """
+
+    def __init__(self, in_channels: int, n_classes: int) -> None:
+        super().__init__()
+        self.n_classes = n_classes
+        self.register_buffer("rows", torch.zeros(MAX_ROWS, n_features(in_channels)))
+        self.register_buffer("row_values", torch.zeros(MAX_ROWS, dtype=torch.int64))  # 0: unused row
+        self._clf: Any = None
+
+    @property
+    def is_fitted(self) -> bool:
+        values: torch.Tensor = self.row_values  # type: ignore[assignment]
+        return len(torch.unique(values[values > 0])) >= 2
+
+    def set_rows(self, features: np.ndarray, values: np.ndarray, rng: np.random.Generator) -> int:
+        """Store (a balanced random subset of) ``(P, F)`` features of stroke pixels and their label values
+        (1 background, ``k + 1`` class ``k``) as the forest's training set; returns the rows kept."""
+        features, values = np.asarray(features, np.float32), np.asarray(values, np.int64)
+        if features.ndim != 2 or features.shape[0] != values.shape[0]:
+            raise ValueError(f"features {features.shape} and labels {values.shape} do not match")
+        kinds = np.unique(values)
+        per = MAX_ROWS // max(1, len(kinds))
+        keep = []
+        for v in kinds:
+            idx = np.flatnonzero(values == v)
+            keep.append(idx if len(idx) <= per else np.sort(rng.choice(idx, per, replace=False)))
+        sel = np.concatenate(keep) if keep else np.zeros(0, np.int64)
+        rows = np.zeros(tuple(self.rows.shape), np.float32)  # type: ignore[arg-type]
+        vals = np.zeros(MAX_ROWS, np.int64)
+        rows[: len(sel)], vals[: len(sel)] = features[sel], values[sel]
+        with torch.no_grad():
+            self.rows.copy_(torch.from_numpy(rows))  # type: ignore[operator]
+            self.row_values.copy_(torch.from_numpy(vals))  # type: ignore[operator]
+        with _FIT_LOCK:
+            self._clf = None
+        return len(sel)
+
+    def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        with _FIT_LOCK:
+            self._clf = None
+
+    def classifier(self) -> Any:
+        """The fitted scikit-learn forest (fitted from the stored rows on first use)."""
+        with _FIT_LOCK:
+            if self._clf is None:
+                from sklearn.ensemble import RandomForestClassifier
+
+                values = self.row_values.cpu().numpy()  # type: ignore[operator]
+                used = values > 0
+                clf = RandomForestClassifier(n_estimators=TREES, max_depth=DEPTH, random_state=SEED, n_jobs=1)
+                clf.fit(self.rows.cpu().numpy()[used], values[used])  # type: ignore[operator]
+                self._clf = clf
+            return self._clf
+
+    def forward(self, x: torch.Tensor, margin: int = 0) -> torch.Tensor:
+        """Log-frequency logits of the centre of ``x`` (``margin`` px cropped each side)."""
+        n, _, h, w = x.shape
+        ho, wo = h - 2 * margin, w - 2 * margin
+        out_c = 1 if self.n_classes == 1 else self.n_classes + 1
+        if not self.is_fitted:
+            return torch.zeros((n, out_c, ho, wo), dtype=x.dtype, device=x.device)
+        feats = pixel_features(x)
+        if margin:
+            feats = feats[..., margin:-margin, margin:-margin]
+        flat = feats.permute(0, 2, 3, 1).reshape(-1, feats.shape[1]).cpu().numpy()
+        clf = self.classifier()
+        freq = np.zeros((flat.shape[0], self.n_classes + 1), np.float32)
+        freq[:, [int(v) - 1 for v in clf.classes_]] = clf.predict_proba(flat)
+        freq = np.clip(freq, EPS, 1 - EPS)
+        out = np.log(freq[:, 1:2] / freq[:, 0:1]) if self.n_classes == 1 else np.log(freq)
+        res = torch.from_numpy(np.ascontiguousarray(out.reshape(n, ho, wo, out_c).transpose(0, 3, 1, 2)))
+        return res.to(device=x.device, dtype=x.dtype)
