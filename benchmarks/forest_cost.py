@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from typing import Any
 
 import numpy as np
 import torch
@@ -50,7 +51,7 @@ def main() -> int:
                        forest.normalization, dict(forest.training))
     reps = -(-args.size // img.shape[0])
     big = np.ascontiguousarray(np.tile(img, (reps, reps))[: args.size, : args.size])
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name, ckpt in (("U-Net", plain), ("U-Net x pixel forest", forest)):
         times = []
         for r in range(args.repeats + 1):
@@ -63,8 +64,8 @@ def main() -> int:
         rows.append({"model": name, "seconds": round(best, 2), "mpx_per_s": round(args.size**2 / best / 1e6, 3)})
     ratio = rows[1]["seconds"] / rows[0]["seconds"]
     print(f"{'model':<24}{'seconds':>10}{'Mpx/s':>10}")
-    for r in rows:
-        print(f"{r['model']:<24}{r['seconds']:>10.2f}{r['mpx_per_s']:>10.3f}")
+    for row in rows:
+        print(f"{row['model']:<24}{row['seconds']:>10.2f}{row['mpx_per_s']:>10.3f}")
     print(f"pixel forest: {ratio:.2f}x the time ({args.size}x{args.size} px, {args.threads} threads)")
     print(json.dumps({"benchmark": "forest_cost", "size": args.size, "threads": args.threads,
                       "rows": rows, "time_ratio": round(ratio, 2)}))
