@@ -103,3 +103,23 @@ def test_checkpoint_round_trip_keeps_the_forest(tmp_path) -> None:
 def test_set_rows_refuses_mismatched_inputs() -> None:
     with pytest.raises(ValueError, match="do not match"):
         fm.PixelForest(1, 1).set_rows(np.zeros((5, fm.n_features(1))), np.ones(4), np.random.default_rng(0))
+
+
+def test_damaged_forest_rows_are_refused_in_one_line(tmp_path) -> None:
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    from scribble_unet.model.checkpoint import CheckpointError
+
+    path = save_checkpoint(tmp_path / "m.safetensors", make_checkpoint(depth=2, width=4, seed=5, pixel_forest=True))
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata()
+    for key, bad in (("forest.row_values", 7), ("forest.rows", float("nan"))):
+        state = load_file(str(path))
+        state[key] = state[key].clone()
+        state[key].view(-1)[0] = bad
+        broken = tmp_path / f"broken-{key}.safetensors"
+        save_file(state, str(broken), metadata=meta)
+        with pytest.raises(CheckpointError, match="damaged pixel forest") as err:
+            load_checkpoint(broken)
+        assert "\n" not in str(err.value)

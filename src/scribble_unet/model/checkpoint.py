@@ -292,6 +292,12 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         state = load_file(str(path))
     except (SafetensorError, OSError) as e:
         raise CheckpointError(f"{path}: damaged weights ({one_line(e)})") from e
+    if config.pixel_forest:  # the forest is refitted from these rows: refuse rows it cannot learn from
+        values, rows = state.get("forest.row_values"), state.get("forest.rows")
+        if values is None or rows is None or not bool(torch.isfinite(rows).all()) or (
+                int(values.min()) < 0 or int(values.max()) > config.n_classes + 1):
+            raise CheckpointError(f"{path}: damaged pixel forest (label values outside 0..{config.n_classes + 1} "
+                                  "or non-finite features)")
     return Checkpoint(config, state, norm, meta["training"] if isinstance(meta["training"], dict) else {}, path)
 
 
