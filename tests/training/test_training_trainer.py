@@ -463,7 +463,7 @@ def test_pixel_weights_from_a_dense_instance_mask() -> None:
 
 
 # ---------------------------------------------------------------------- pixel forest
-def test_pixel_forest_is_filled_from_the_training_strokes_only(tmp_path: Path) -> None:
+def test_pixel_forest_keeps_every_stroke_and_validates_without_the_held_out_ones(tmp_path: Path) -> None:
     img, scr = painted(96)
     cfg = TrainConfig(steps=3, batch_size=2, validate_every=0, device="cpu", seed=0, val_share=0.3)
     trainer = Trainer(img, scr, ModelConfig(depth=2, width=4, pixel_forest=True), cfg, out=tmp_path / "m.safetensors")
@@ -472,10 +472,27 @@ def test_pixel_forest_is_filled_from_the_training_strokes_only(tmp_path: Path) -
     forest = trainer.model.forest
     assert forest is not None and forest.is_fitted
     values = forest.row_values.numpy()
-    train = trainer.split.train
-    # every training pixel of each value is a row (fewer than the cap here); held-out strokes are not
-    assert {v: int((values == v).sum()) for v in (1, 2)} == {v: len(train[v]) for v in (1, 2)}
-    assert sum(len(v) for v in trainer.split.val.values()) > 0
+    train, val = trainer.split.train, trainer.split.val
+    assert sum(len(v) for v in val.values()) > 0
+    # the kept forest learnt from every stroke pixel (fewer than the cap here), held-out ones included
+    assert {v: int((values == v).sum()) for v in (1, 2)} == {v: len(train[v]) + len(val[v]) for v in (1, 2)}
+    # validation sees a forest that learnt from the training strokes only; the kept one comes back after
+    rows = trainer._forest_rows
+    assert rows is not None
+    seen: dict[int, int] = {}
+    real_set_rows = forest.set_rows
+
+    def spy(*args: object) -> int:
+        n = real_set_rows(*args)  # type: ignore[arg-type]
+        seen.update({v: int((forest.row_values.numpy() == v).sum()) for v in (1, 2)})
+        return n
+
+    forest.set_rows = spy  # type: ignore[method-assign]
+    clf = forest.classifier()
+    assert trainer.validate() is not None
+    assert seen == {v: len(train[v]) for v in (1, 2)}
+    assert np.array_equal(forest.row_values.numpy(), values) and forest.classifier() is clf
+    del forest.set_rows
     # the saved model predicts with its forest: it differs from the same U-Net without one
     ckpt = load_checkpoint(tmp_path / "m.safetensors")
     assert ckpt.config.pixel_forest

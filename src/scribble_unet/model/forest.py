@@ -137,6 +137,20 @@ class PixelForest(nn.Module):
             self._clf = None
         return len(sel)
 
+    def snapshot(self) -> tuple[torch.Tensor, torch.Tensor, Any]:
+        """The stored rows and the fitted trees, for :meth:`restore` (no refit needed then)."""
+        with _FIT_LOCK:
+            return self.rows.clone(), self.row_values.clone(), self._clf  # type: ignore[operator]
+
+    def restore(self, state: tuple[torch.Tensor, torch.Tensor, Any]) -> None:
+        """Put back what :meth:`snapshot` returned."""
+        rows, values, clf = state
+        with torch.no_grad():
+            self.rows.copy_(rows)  # type: ignore[operator]
+            self.row_values.copy_(values)  # type: ignore[operator]
+        with _FIT_LOCK:
+            self._clf = clf
+
     def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
         super()._load_from_state_dict(*args, **kwargs)
         with _FIT_LOCK:

@@ -18,6 +18,26 @@ def config_for_init(init: Checkpoint, class_names: Sequence[str] | None = None) 
                        class_names=names, norm=c.norm, filter_bank=c.filter_bank, pixel_forest=c.pixel_forest)
 
 
+def check_model_fits(model_config: ModelConfig, init: Checkpoint | None, n_channels: int) -> None:
+    """Refuse a model configuration (or initial model) that does not fit the image or each other."""
+    if init is not None and init.config.in_channels != n_channels:
+        raise ScribbleUNetError(
+            f"the initial model takes {init.config.in_channels} input channel(s) but the image has "
+            f"{n_channels}; fine-tune on an image with the same channels or train from scratch"
+        )
+    if model_config.in_channels != n_channels:
+        raise ScribbleUNetError(
+            f"the image has {n_channels} channel(s) but the model config expects {model_config.in_channels}"
+        )
+    if init is not None:
+        a, b = init.config, model_config
+        if (a.depth, a.width, a.norm) != (b.depth, b.width, b.norm):
+            raise ScribbleUNetError(
+                f"the initial model has depth {a.depth}, width {a.width}, norm {a.norm} but the model config "
+                f"asks for depth {b.depth}, width {b.width}, norm {b.norm}; fine-tuning keeps the architecture"
+            )
+
+
 def check_classes_painted(counts: dict[int, int], class_names: Sequence[str]) -> None:
     """Refuse label sets a model cannot learn from: nothing painted, or only one side painted."""
     objects = LabelScheme(class_names).values_text()

@@ -27,6 +27,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator
+from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
@@ -49,12 +50,12 @@ from .events import (
     TrainEvent,
     ValidationEvent,
 )
-from .forest_fit import fit_forest
+from .forest_fit import ForestRows, fit_forest
 from .labels import LabelIndex, Region, StrokeSplit, split_strokes
 from .losses import ScribbleLoss
 from .optim import AdamW
 from .prefetch import Batch, Prefetcher
-from .prepare import _load_init, check_classes_painted, config_for_init  # noqa: F401 (config_for_init: re-exported)
+from .prepare import _load_init, check_classes_painted, check_model_fits, config_for_init  # noqa: F401 (config_for_init: re-exported)
 from .sampler import TileSampler, check_tile, field_of_view
 from .scale import ScaleChoice, estimate_diameter, scale_for_diameter
 from .teacher import MeanTeacher
@@ -128,22 +129,7 @@ class Trainer:
             raise ScribbleUNetError(
                 f"loss weights have shape {tuple(weights.shape)} but the image is {tuple(src.shape_yx)}"
             )
-        if init is not None and init.config.in_channels != src.n_channels:
-            raise ScribbleUNetError(
-                f"the initial model takes {init.config.in_channels} input channel(s) but the image has "
-                f"{src.n_channels}; fine-tune on an image with the same channels or train from scratch"
-            )
-        if model_config.in_channels != src.n_channels:
-            raise ScribbleUNetError(
-                f"the image has {src.n_channels} channel(s) but the model config expects {model_config.in_channels}"
-            )
-        if init is not None:
-            a, b = init.config, model_config
-            if (a.depth, a.width, a.norm) != (b.depth, b.width, b.norm):
-                raise ScribbleUNetError(
-                    f"the initial model has depth {a.depth}, width {a.width}, norm {a.norm} but the model config "
-                    f"asks for depth {b.depth}, width {b.width}, norm {b.norm}; fine-tuning keeps the architecture"
-                )
+        check_model_fits(model_config, init, src.n_channels)
         self.out = check_model_path(out) if out is not None else None
         self.device = resolve_device(config.device)
 
@@ -183,6 +169,7 @@ class Trainer:
             self.new_head = _load_init(self.model, init)
         self.model.to(self.device)
         self._forest_stale = self.model.forest is not None  # fitted before the model is next used in eval
+        self._forest_rows: ForestRows | None = None
         self.optimizer = AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.teacher = MeanTeacher(self.model, config.consistency) if config.consistency > 0 else None
         self.edges = EdgeTerm(config.edge_weight, config.seed) if config.edge_weight > 0 else None
@@ -274,9 +261,10 @@ class Trainer:
         return True
 
     def fit_forest(self) -> None:
-        """Refill the model's pixel forest from the training strokes if they changed since the last fill."""
+        """Refill the model's pixel forest from every stroke if the strokes changed since the last fill."""
         if self._forest_stale and self.model.forest is not None:
-            fit_forest(self.model.forest, self.image, self.split, self.normalization, self.config.seed)
+            self._forest_rows = fit_forest(self.model.forest, self.image, self.split, self.normalization,
+                                           self.config.seed)
             self._forest_stale = False
 
     def _wait_while_paused(self) -> float:
@@ -340,8 +328,10 @@ class Trainer:
         truth = np.concatenate([np.full(len(p), v) for v, p in sorted(self.split.val.items())])
         order = np.argsort(np.concatenate([p for _, p in sorted(self.split.val.items())]), kind="stable")
         truth = truth[order]  # aligned with val (= sorted union of the held-out positions)
-        pred = predict_held_out(self.model, self.image, self.normalization, ys, xs, cell, self.index.shape,
-                                self.device)
+        with (self._forest_rows.held_out_view(self.model.forest) if self._forest_rows and self.model.forest
+              else nullcontext()):  # the forest learnt from these strokes too: validate without them
+            pred = predict_held_out(self.model, self.image, self.normalization, ys, xs, cell, self.index.shape,
+                                    self.device)
         iou, dice = scores_per_class(pred, truth, self.class_label_names())
         return ValidationEvent(self.step, iou, dice, len(val))
 
