@@ -18,6 +18,7 @@ from scribble_unet.image import ArraySource
 from scribble_unet.model.checkpoint import load_checkpoint
 from scribble_unet.model.normalize import compute_normalization
 from scribble_unet.model.unet import ModelConfig
+from scribble_unet.training import trainer as trainer_mod
 from scribble_unet.training.infer import predict_image, predict_window
 from scribble_unet.training.simulate import simulate_scribbles
 from scribble_unet.training.trainer import (
@@ -463,7 +464,9 @@ def test_pixel_weights_from_a_dense_instance_mask() -> None:
 
 
 # ---------------------------------------------------------------------- pixel forest
-def test_pixel_forest_keeps_every_stroke_and_validates_without_the_held_out_ones(tmp_path: Path) -> None:
+def test_pixel_forest_keeps_every_stroke_and_validates_without_the_held_out_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     img, scr = painted(96)
     cfg = TrainConfig(steps=3, batch_size=2, validate_every=0, device="cpu", seed=0, val_share=0.3)
     trainer = Trainer(img, scr, ModelConfig(depth=2, width=4, pixel_forest=True), cfg, out=tmp_path / "m.safetensors")
@@ -477,21 +480,22 @@ def test_pixel_forest_keeps_every_stroke_and_validates_without_the_held_out_ones
     # the kept forest learnt from every stroke pixel (fewer than the cap here), held-out ones included
     assert {v: int((values == v).sum()) for v in (1, 2)} == {v: len(train[v]) + len(val[v]) for v in (1, 2)}
     # validation sees a forest that learnt from the training strokes only; the kept one comes back after
-    rows = trainer._forest_rows
-    assert rows is not None
-    seen: dict[int, int] = {}
-    real_set_rows = forest.set_rows
+    seen: list[dict[int, int]] = []
+    real_predict = trainer_mod.predict_held_out
 
-    def spy(*args: object) -> int:
-        n = real_set_rows(*args)  # type: ignore[arg-type]
-        seen.update({v: int((forest.row_values.numpy() == v).sum()) for v in (1, 2)})
-        return n
+    def spy(model: Any, *args: Any) -> Any:
+        seen.append({v: int((model.forest.row_values.numpy() == v).sum()) for v in (1, 2)})
+        return real_predict(model, *args)
 
-    forest.set_rows = spy  # type: ignore[method-assign]
+    monkeypatch.setattr(trainer_mod, "predict_held_out", spy)
     clf = forest.classifier()
-    assert trainer.validate() is not None
-    assert seen == {v: len(train[v]) for v in (1, 2)}
-    assert np.array_equal(forest.row_values.numpy(), values) and forest.classifier() is clf
+    real_set_rows, fills = forest.set_rows, []
+    forest.set_rows = lambda *a: fills.append(1) or real_set_rows(*a)  # type: ignore[method-assign]
+    for _ in range(2):
+        assert trainer.validate() is not None
+        assert np.array_equal(forest.row_values.numpy(), values) and forest.classifier() is clf
+    assert seen == [{v: len(train[v]) for v in (1, 2)}] * 2
+    assert fills == []  # fitted once per set of strokes (during the run), then reused
     del forest.set_rows
     # the saved model predicts with its forest: it differs from the same U-Net without one
     ckpt = load_checkpoint(tmp_path / "m.safetensors")

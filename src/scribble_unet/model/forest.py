@@ -142,7 +142,7 @@ class PixelForest(nn.Module):
         with _FIT_LOCK:
             return self.rows.clone(), self.row_values.clone(), self._clf  # type: ignore[operator]
 
-    def restore(self, state: tuple[torch.Tensor, torch.Tensor, Any]) -> None:
+    def restore(self, state: tuple[Any, ...]) -> None:
         """Put back what :meth:`snapshot` returned."""
         rows, values, clf = state
         with torch.no_grad():

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -82,6 +83,7 @@ class ForestRows:
     values: np.ndarray
     held_out: np.ndarray
     seed: int
+    _held_out_state: tuple[Any, ...] | None = field(default=None, repr=False)
 
     @classmethod
     def gather(cls, image: ImageSource, split: StrokeSplit, normalization: Normalization, seed: int) -> ForestRows:
@@ -105,7 +107,12 @@ class ForestRows:
             return
         saved = forest.snapshot()
         try:
-            self.fill_forest(forest, training_only=True)
+            if self._held_out_state is None:  # fitted once per set of strokes, then reused
+                self.fill_forest(forest, training_only=True)
+                forest.classifier()
+                self._held_out_state = forest.snapshot()
+            else:
+                forest.restore(self._held_out_state)
             yield
         finally:
             forest.restore(saved)
