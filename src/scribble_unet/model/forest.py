@@ -32,8 +32,8 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy import ndimage as ndi
 from torch import nn
-from torch.nn import functional as F
 
 from .filters import TRUNCATE, gaussian_kernels
 
@@ -64,35 +64,38 @@ def n_features(in_channels: int) -> int:
     return in_channels * (1 + FEATURES_PER_SCALE * len(SIGMAS))
 
 
-_KERNELS: dict[float, torch.Tensor] = {
-    s: gaussian_kernels(s, math.ceil(TRUNCATE * s)) for s in SIGMAS
+_KERNELS_NP: dict[float, np.ndarray] = {
+    s: gaussian_kernels(s, math.ceil(TRUNCATE * s)).numpy() for s in SIGMAS
 }
 
 
 def pixel_features(x: torch.Tensor) -> torch.Tensor:
-    """``(N, C, H, W)`` -> ``(N, F, H, W)`` float32 features (zero padding at the window's border).
+    """``(N, C, H, W)`` -> ``(N, F, H, W)`` float32 features on the CPU (zero padding at the window's border).
 
-    Each scale uses its own kernel length (``2 ceil(3 sigma) + 1`` taps). The arithmetic is float64 and
-    the result is rounded to float32, so the bits do not depend on the window's size or memory layout.
+    Each scale uses its own kernel length (``2 ceil(3 sigma) + 1`` taps), applied as separable 1-D
+    correlations (SciPy, which releases the GIL: a GUI thread keeps running). The arithmetic is float64
+    with the same summation order for every pixel, and the result is rounded to float32, so the bits do
+    not depend on the window's size or position.
     """
     n, c, h, w = x.shape
-    t = x.detach().to(torch.float64).contiguous().reshape(n * c, 1, h, w)
-    out = [t[:, 0]]
-    for s in SIGMAS:
-        k = _KERNELS[s].to(device=t.device)
-        r = k.shape[1] // 2
-        ky, kx = k[:, None, :, None], k[:, None, None, :]
-        y = F.conv2d(t, ky, padding=(r, 0))  # smoothing, d/dy, d2/dy2 along y
-        sm_x = F.conv2d(y[:, 0:1], kx, padding=(0, r))  # G, d/dx, d2/dx2 along x
-        dy_x = F.conv2d(y[:, 1:2], kx[:2], padding=(0, r))
-        iyy = F.conv2d(y[:, 2:3], kx[:1], padding=(0, r))[:, 0]
-        sm, ix, ixx = sm_x[:, 0], sm_x[:, 1], sm_x[:, 2]
-        iy, ixy = dy_x[:, 0], dy_x[:, 1]
-        lap = ixx + iyy
-        half = torch.sqrt(0.25 * (ixx - iyy) ** 2 + ixy * ixy)
-        out += [sm, torch.sqrt(ix * ix + iy * iy), lap, 0.5 * lap + half, 0.5 * lap - half]
-    feats = torch.stack(out, dim=1)  # (N C, 1 + 5 S, H, W)
-    return feats.reshape(n, c * feats.shape[1], h, w).to(torch.float32)
+    planes = x.detach().to(device="cpu", dtype=torch.float64).reshape(n * c, h, w).numpy()
+    per_plane = 1 + FEATURES_PER_SCALE * len(SIGMAS)
+    out = np.empty((n * c, per_plane, h, w), np.float32)
+    for i, a in enumerate(planes):
+        out[i, 0] = a
+        j = 1
+        for s in SIGMAS:
+            g, d1, d2 = _KERNELS_NP[s]
+            ay = [ndi.correlate1d(a, k, axis=0, mode="constant") for k in (g, d1, d2)]  # along y
+            sm, ix, ixx = (ndi.correlate1d(ay[0], k, axis=1, mode="constant") for k in (g, d1, d2))
+            iy, ixy = (ndi.correlate1d(ay[1], k, axis=1, mode="constant") for k in (g, d1))
+            iyy = ndi.correlate1d(ay[2], g, axis=1, mode="constant")
+            lap = ixx + iyy
+            half = np.sqrt(0.25 * (ixx - iyy) ** 2 + ixy * ixy)
+            out[i, j: j + FEATURES_PER_SCALE] = (sm, np.sqrt(ix * ix + iy * iy), lap, 0.5 * lap + half,
+                                                 0.5 * lap - half)
+            j += FEATURES_PER_SCALE
+    return torch.from_numpy(out.reshape(n, c * per_plane, h, w))
 
 
 class PixelForest(nn.Module):
