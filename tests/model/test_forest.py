@@ -123,3 +123,33 @@ def test_damaged_forest_rows_are_refused_in_one_line(tmp_path) -> None:
         with pytest.raises(CheckpointError, match="damaged pixel forest") as err:
             load_checkpoint(broken)
         assert "\n" not in str(err.value)
+
+
+def test_kept_forests_and_outputs_are_reused_only_for_the_same_rows_and_window(monkeypatch) -> None:
+    fm.clear_caches()
+    rng = np.random.default_rng(5)
+    x = torch.from_numpy(rng.normal(size=(1, 1, 48, 48)).astype(np.float32))
+    feats = fm.pixel_features(x)[0].reshape(fm.n_features(1), -1).T.numpy()
+    values = 1 + (feats[:, 3] > 0).astype(np.int64)
+    a = fm.PixelForest(1, 1)
+    a.set_rows(feats, values, np.random.default_rng(0))
+    calls = []
+    real = fm.pixel_features
+    monkeypatch.setattr(fm, "pixel_features", lambda t: calls.append(1) or real(t))
+    first = a(x, margin=4)
+    # a new model with the same rows (the next checkpoint of a run): same forest, output not recomputed
+    b = fm.PixelForest(1, 1)
+    b.load_state_dict(a.state_dict())
+    assert b.classifier() is a.classifier()
+    assert torch.equal(b(x, margin=4), first) and len(calls) == 1
+    # another window, another margin or other rows: computed afresh, and equal to an uncached forest
+    assert not torch.equal(b(x.flip(-1), margin=4), first) and len(calls) == 2
+    assert b(x, margin=2).shape[-1] == 44 and len(calls) == 3
+    c = fm.PixelForest(1, 1)
+    c.set_rows(feats, 3 - values, np.random.default_rng(0))  # the classes swapped
+    assert c.classifier() is not a.classifier()
+    swapped = c(x, margin=4)
+    assert len(calls) == 4 and (swapped * first < 0).float().mean() > 0.9  # it says the opposite
+    assert torch.equal(swapped, torch.from_numpy(c._log_frequencies(x, 4)))
+    fm.clear_caches()
+    assert torch.equal(b(x, margin=4), first) and len(calls) == 6

@@ -26,8 +26,10 @@ the U-Net's weights); the U-Net's training loss sees the U-Net alone.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import threading
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
@@ -53,6 +55,30 @@ SEED = 0
 """The forest's random state: the same rows give the same forest."""
 
 _FIT_LOCK = threading.Lock()  # one fit at a time; module level so that models stay deep-copyable
+CLASSIFIERS_KEPT = 4
+"""Fitted forests kept, by their training rows: every checkpoint of a run builds a new model with the same
+rows until the strokes change, and refitting costs 0.2-2 s."""
+OUTPUT_CACHE_BYTES = 128 * 2**20
+"""Forest outputs kept, by rows and input window: the forest does not change while the network trains,
+so the live view's refresh after a checkpoint recomputes only the network."""
+_CLASSIFIERS: OrderedDict[bytes, Any] = OrderedDict()
+_OUTPUTS: OrderedDict[tuple[Any, ...], np.ndarray] = OrderedDict()
+_CACHE_LOCK = threading.Lock()
+
+
+def _digest(*arrays: np.ndarray) -> bytes:
+    h = hashlib.blake2b(digest_size=16)
+    for a in arrays:
+        h.update(str((a.dtype, a.shape)).encode())
+        h.update(np.ascontiguousarray(a).data)
+    return h.digest()
+
+
+def clear_caches() -> None:
+    """Forget the kept forests and outputs (they are only a speed-up)."""
+    with _CACHE_LOCK:
+        _CLASSIFIERS.clear()
+        _OUTPUTS.clear()
 
 
 def reach() -> int:
@@ -159,16 +185,30 @@ class PixelForest(nn.Module):
         with _FIT_LOCK:
             self._clf = None
 
+    def rows_key(self) -> bytes:
+        """A digest of the stored rows: equal rows give the same forest."""
+        return _digest(self.rows.cpu().numpy(), self.row_values.cpu().numpy())  # type: ignore[operator]
+
     def classifier(self) -> Any:
-        """The fitted scikit-learn forest (fitted from the stored rows on first use)."""
+        """The fitted scikit-learn forest (fitted from the stored rows on first use, or taken from the
+        forests kept for the same rows)."""
         with _FIT_LOCK:
             if self._clf is None:
-                from sklearn.ensemble import RandomForestClassifier
+                key = self.rows_key()
+                with _CACHE_LOCK:
+                    clf = _CLASSIFIERS.get(key)
+                if clf is None:
+                    from sklearn.ensemble import RandomForestClassifier
 
-                values = self.row_values.cpu().numpy()  # type: ignore[operator]
-                used = values > 0
-                clf = RandomForestClassifier(n_estimators=TREES, max_depth=DEPTH, random_state=SEED, n_jobs=1)
-                clf.fit(self.rows.cpu().numpy()[used], values[used])  # type: ignore[operator]
+                    values = self.row_values.cpu().numpy()  # type: ignore[operator]
+                    used = values > 0
+                    clf = RandomForestClassifier(n_estimators=TREES, max_depth=DEPTH, random_state=SEED, n_jobs=1)
+                    clf.fit(self.rows.cpu().numpy()[used], values[used])  # type: ignore[operator]
+                with _CACHE_LOCK:
+                    _CLASSIFIERS[key] = clf
+                    _CLASSIFIERS.move_to_end(key)
+                    while len(_CLASSIFIERS) > CLASSIFIERS_KEPT:
+                        _CLASSIFIERS.popitem(last=False)
                 self._clf = clf
             return self._clf
 
@@ -179,6 +219,24 @@ class PixelForest(nn.Module):
         out_c = 1 if self.n_classes == 1 else self.n_classes + 1
         if not self.is_fitted:
             return torch.zeros((n, out_c, ho, wo), dtype=x.dtype, device=x.device)
+        xs = x.detach().cpu().numpy()
+        key = (self.rows_key(), _digest(xs), margin, self.n_classes)
+        with _CACHE_LOCK:
+            out = _OUTPUTS.get(key)
+            if out is not None:
+                _OUTPUTS.move_to_end(key)
+        if out is None:
+            out = self._log_frequencies(x, margin)
+            with _CACHE_LOCK:
+                _OUTPUTS[key] = out
+                while sum(a.nbytes for a in _OUTPUTS.values()) > OUTPUT_CACHE_BYTES and len(_OUTPUTS) > 1:
+                    _OUTPUTS.popitem(last=False)
+        return torch.from_numpy(out.copy()).to(device=x.device, dtype=x.dtype)
+
+    def _log_frequencies(self, x: torch.Tensor, margin: int) -> np.ndarray:
+        n, _, h, w = x.shape
+        ho, wo = h - 2 * margin, w - 2 * margin
+        out_c = 1 if self.n_classes == 1 else self.n_classes + 1
         feats = pixel_features(x)
         if margin:
             feats = feats[..., margin:-margin, margin:-margin]
@@ -188,5 +246,4 @@ class PixelForest(nn.Module):
         freq[:, [int(v) - 1 for v in clf.classes_]] = clf.predict_proba(flat)
         freq = np.clip(freq, EPS, 1 - EPS)
         out = np.log(freq[:, 1:2] / freq[:, 0:1]) if self.n_classes == 1 else np.log(freq)
-        res = torch.from_numpy(np.ascontiguousarray(out.reshape(n, ho, wo, out_c).transpose(0, 3, 1, 2)))
-        return res.to(device=x.device, dtype=x.dtype)
+        return np.ascontiguousarray(out.reshape(n, ho, wo, out_c).transpose(0, 3, 1, 2), np.float32)
