@@ -33,6 +33,18 @@ def test_features_bits_do_not_depend_on_the_window() -> None:
             assert torch.equal(got, whole[..., y0 + r : y0 + h - r, x0 + r : x0 + w - r])
 
 
+def test_features_on_threads_equal_features_on_one_thread() -> None:
+    x = torch.from_numpy(np.random.default_rng(4).normal(size=(1, 2, 70, 60)).astype(np.float32))
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        serial = fm.pixel_features(x)
+        torch.set_num_threads(2)
+        assert torch.equal(fm.pixel_features(x), serial)
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_forest_adds_the_log_odds_of_scikit_learns_forest() -> None:
     rng = np.random.default_rng(2)
     forest = fm.PixelForest(1, 1)
@@ -84,7 +96,7 @@ def test_empty_forest_adds_nothing_and_training_mode_ignores_it() -> None:
 def test_halo_covers_the_forest_reach() -> None:
     cfg = ModelConfig(depth=2, width=4, pixel_forest=True)
     assert cfg.halo >= fm.reach() and cfg.halo % cfg.align == 0
-    assert ModelConfig(depth=2, width=4).halo < cfg.halo
+    assert ModelConfig(depth=2, width=4, pixel_forest=False).halo < cfg.halo
 
 
 def test_checkpoint_round_trip_keeps_the_forest(tmp_path) -> None:

@@ -28,8 +28,10 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import threading
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -95,32 +97,56 @@ _KERNELS_NP: dict[float, np.ndarray] = {
 }
 
 
+def _scale_features(a: np.ndarray, sigma: float) -> np.ndarray:
+    """``(5, H, W)`` float32 features of one float64 plane at one scale."""
+    g, d1, d2 = _KERNELS_NP[sigma]
+    ay = [ndi.correlate1d(a, k, axis=0, mode="constant") for k in (g, d1, d2)]  # along y
+    sm, ix, ixx = (ndi.correlate1d(ay[0], k, axis=1, mode="constant") for k in (g, d1, d2))
+    iy, ixy = (ndi.correlate1d(ay[1], k, axis=1, mode="constant") for k in (g, d1))
+    iyy = ndi.correlate1d(ay[2], g, axis=1, mode="constant")
+    lap = ixx + iyy
+    half = np.sqrt(0.25 * (ixx - iyy) ** 2 + ixy * ixy)
+    return np.stack([sm, np.sqrt(ix * ix + iy * iy), lap, 0.5 * lap + half, 0.5 * lap - half]).astype(np.float32)
+
+
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)),
+                                       thread_name_prefix="pixel-features")
+        return _POOL
+
+
 def pixel_features(x: torch.Tensor) -> torch.Tensor:
     """``(N, C, H, W)`` -> ``(N, F, H, W)`` float32 features on the CPU (zero padding at the window's border).
 
     Each scale uses its own kernel length (``2 ceil(3 sigma) + 1`` taps), applied as separable 1-D
     correlations (SciPy, which releases the GIL: a GUI thread keeps running). The arithmetic is float64
     with the same summation order for every pixel, and the result is rounded to float32, so the bits do
-    not depend on the window's size or position.
+    not depend on the window's size or position. The scales run on as many threads as torch may use
+    (``torch.get_num_threads()``), the costliest first.
     """
     n, c, h, w = x.shape
     planes = x.detach().to(device="cpu", dtype=torch.float64).reshape(n * c, h, w).numpy()
     per_plane = 1 + FEATURES_PER_SCALE * len(SIGMAS)
     out = np.empty((n * c, per_plane, h, w), np.float32)
-    for i, a in enumerate(planes):
-        out[i, 0] = a
-        j = 1
-        for s in SIGMAS:
-            g, d1, d2 = _KERNELS_NP[s]
-            ay = [ndi.correlate1d(a, k, axis=0, mode="constant") for k in (g, d1, d2)]  # along y
-            sm, ix, ixx = (ndi.correlate1d(ay[0], k, axis=1, mode="constant") for k in (g, d1, d2))
-            iy, ixy = (ndi.correlate1d(ay[1], k, axis=1, mode="constant") for k in (g, d1))
-            iyy = ndi.correlate1d(ay[2], g, axis=1, mode="constant")
-            lap = ixx + iyy
-            half = np.sqrt(0.25 * (ixx - iyy) ** 2 + ixy * ixy)
-            out[i, j: j + FEATURES_PER_SCALE] = (sm, np.sqrt(ix * ix + iy * iy), lap, 0.5 * lap + half,
-                                                 0.5 * lap - half)
-            j += FEATURES_PER_SCALE
+    out[:, 0] = planes
+    jobs = sorted(((i, j, sig) for i in range(n * c) for j, sig in enumerate(SIGMAS)), key=lambda t: -t[2])
+
+    def run(job: tuple[int, int, float]) -> None:
+        i, j, sig = job
+        out[i, 1 + j * FEATURES_PER_SCALE: 1 + (j + 1) * FEATURES_PER_SCALE] = _scale_features(planes[i], sig)
+
+    if torch.get_num_threads() > 1 and len(jobs) > 1:
+        list(_pool().map(run, jobs))
+    else:
+        for job in jobs:
+            run(job)
     return torch.from_numpy(out.reshape(n, c * per_plane, h, w))
 
 
