@@ -122,5 +122,6 @@ def fit_forest(forest: PixelForest, image: ImageSource, split: StrokeSplit, norm
                seed: int) -> ForestRows:
     """Fill ``forest`` from every stroke of ``split``; returns the rows (for :meth:`ForestRows.held_out_view`)."""
     rows = ForestRows.gather(image, split, normalization, seed)
-    rows.fill_forest(forest)
+    if rows.fill_forest(forest):
+        forest.classifier()  # fitted here, on the training thread: every model built from these rows reuses it
     return rows
