@@ -8,7 +8,7 @@ refills it only when the strokes change.
 The forest the model keeps learns from every stroke, held-out ones included: with a few strokes each
 one counts, and the forest is cheap to refit. Validation stays honest with a forest refitted from the
 training strokes alone (:meth:`ForestRows.held_out_view`): neither the network nor that forest has seen
-the held-out strokes, so the figure estimates the kept model's quality from below.
+the held-out strokes, so they cannot inflate the figure.
 """
 
 from __future__ import annotations
