@@ -156,10 +156,11 @@ class ModelOptions(Options):
                                       "gradient magnitude, Laplacian and Hessian eigenvalues at several "
                                       "scales, as ilastik's pixel classifier uses) beside the image. They "
                                       "widen the field of view by their reach.", label="filter bank")
-    pixel_forest: bool = option(False, "Multiply the network's prediction with that of a small random forest "
-                                       "on fixed image filters (as ilastik's pixel classifier), fitted on "
-                                       "the same strokes: the forest judges each pixel by its look, the "
-                                       "network by its context.", label="pixel forest")
+    pixel_forest: bool = option(True, "Multiply the network's prediction with that of a small random forest "
+                                      "on fixed image filters (as ilastik's pixel classifier), fitted on "
+                                      "the same strokes: the forest judges each pixel by its look, the "
+                                      "network by its context. Steadier from a few strokes; prediction "
+                                      "takes about twice as long.", label="pixel forest")
     scale: int = option(1, "Working resolution: the network sees the image binned by this factor (block "
                            "means) and its probabilities are upsampled back. 1 is full resolution; the "
                            "trainer picks a coarser one for large objects.",
@@ -231,9 +232,10 @@ class TrainOptions(Options):
                   "batch statistics.")
     fg_share: float = option(0.5, "Share of training tiles centred on object pixels (the rest on background).",
                              label="foreground share", ge=0, le=1)
-    val_share: float = option(0.2, "Share of the strokes of each label value held out for validation "
-                                   "(whole strokes; 0 disables validation).", label="validation share",
-                              ge=0, lt=1)
+    val_share: float = option(0.0, "Share of the strokes of each label value held out from training to "
+                                   "measure the IoU on them (whole strokes). 0: every stroke trains, and "
+                                   "no held-out figure is shown (with a few strokes each one counts).",
+                              label="validation share", ge=0, lt=1)
     flips: bool = option(True, "Random flips of the training tiles.")
     rot90: bool = option(True, "Random 90-degree rotations of the training tiles.")
     intensity_jitter: float = option(0.1, "Amplitude of a random per-channel gain and offset on the "

@@ -46,7 +46,7 @@ def test_end_to_end_paint_train_predict_export(make_napari_viewer, qtbot, tmp_pa
     train.model_form.set_value("depth", 2)
     train.model_form.set_value("width", 4)
     for key, value in {"steps": 30, "batch_size": 2, "checkpoint_every": 10, "validate_every": 10,
-                       "device": "cpu", "tile": 64}.items():
+                       "val_share": 0.2, "device": "cpu", "tile": 64}.items():  # held-out strokes: a figure
         train.train_form.set_value(key, value)
     train.start()
     assert ctrl.is_training

@@ -33,7 +33,7 @@ def run(capsys, *args):
 def test_init_model_and_predict(tmp_path, capsys, image) -> None:
     m = str(tmp_path / "init.safetensors")
     code, out, _ = run(capsys, "init-model", "--out", m, "--depth", "2", "--width", "4", "--image", image)
-    assert code == 0 and "halo 24 px" in out
+    assert code == 0 and "halo 32 px" in out  # the pixel forest reads 30 px
     out_zarr = str(tmp_path / "p.zarr")
     code, out, err = run(capsys, "predict", "--model", m, "--image", image, "--out", out_zarr, "--tile", "30", "--quiet")
     assert code == 0, err

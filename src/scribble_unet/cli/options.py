@@ -74,16 +74,18 @@ def add_options(
 
     ``flags`` renames options (``{"in_channels": "--channels"}``); ``defaults`` rewords the default
     shown in the help (when the caller fills it in from elsewhere). Booleans whose default is off
-    become switches.
+    become switches; those on by default get ``--no-...`` too.
     """
     for name in names:
         flag = (flags or {}).get(name, "--" + name.replace("_", "-"))
         help_ = help_text(cls, name, (defaults or {}).get(name))
         choices = field_choices(cls, name)
         if _base_type(cls, name) is bool:
-            if cls.model_fields[name].default is not False:
-                raise ValueError(f"{name}: only options that are off by default can be switches")
-            parser.add_argument(flag, dest=name, action="store_const", const=True, default=None, help=help_)
+            if cls.model_fields[name].default is False:
+                parser.add_argument(flag, dest=name, action="store_const", const=True, default=None, help=help_)
+            else:  # on by default: --name and --no-name
+                parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None,
+                                    help=help_)
         elif choices is not None:
             parser.add_argument(flag, dest=name, choices=list(choices), default=None, help=help_)
         else:
