@@ -56,6 +56,7 @@ def test_end_to_end_paint_train_predict_export(make_napari_viewer, qtbot, tmp_pa
     qtbot.waitUntil(lambda: not ctrl.is_training, timeout=180_000)
     assert ctrl.checkpoint.token != first_token  # later checkpoints replaced the first one
     assert len(train.plot.loss) == 30 and train.plot.iou
+    assert train.plot.held_out and train.plot.title() == f"IoU on held-out strokes: {train.plot.iou[-1][1]:.2f}"
     # The prediction layer shows the newest model's prediction of the visible chunk.
     qtbot.waitUntil(lambda: ctrl.live.pending() == 0, timeout=60_000)
     assert ctrl.live.cache[(0, 0)][0] == ctrl.checkpoint.token
@@ -254,3 +255,5 @@ def test_a_run_that_used_its_time_budget_ends_with_a_full_progress_bar(make_napa
     assert "time budget used" in ctrl.state.training.message
     # The bar counts seconds: a run that used them all shows them all, not the time of its last step.
     assert train.progress.maximum() == 2 and train.progress.value() == 2
+    # Nothing is held out by default: the plot says so instead of showing an empty IoU axis.
+    assert not train.plot.held_out and not train.plot.iou and train.plot.title() == "no strokes held out"

@@ -47,11 +47,19 @@ class LivePlot(QWidget):
         super().__init__(parent)
         self.loss: list[tuple[int, float]] = []
         self.iou: list[tuple[int, float]] = []
+        self.held_out = False  # whether the run holds strokes out (then the IoU axis shows before its first point)
         self.setMinimumHeight(170)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
         self.setToolTip("Blue: training loss, smoothed (lower is better; it should fall and flatten).\n"
-                        f"Orange: {IOU_NAME} (0 to 1, higher is better): how well the model predicts strokes "
-                        "it did not train on. Strokes avoid object edges, so the whole mask scores lower.")
+                        f"Orange, when Advanced > validation share is above 0: {IOU_NAME} (0 to 1, higher is "
+                        "better): how well the model predicts strokes it did not train on. Strokes avoid "
+                        "object edges, so the whole mask scores lower.")
+
+    def title(self) -> str:
+        """The text at the top right: the last IoU on held-out strokes, or that none are held out."""
+        if self.iou or self.held_out:
+            return IOU_NAME + (f": {self.iou[-1][1]:.2f}" if self.iou else "")
+        return "no strokes held out"
 
     def clear(self) -> None:
         self.loss.clear()
@@ -131,22 +139,24 @@ class LivePlot(QWidget):
             p.drawPolyline(QPolygonF(pts))
             for pt in pts:
                 p.drawEllipse(pt, 2.5, 2.5)
+        show_iou = bool(self.iou) or self.held_out
         p.setPen(IOU_COLOR)
-        for v in (0.0, 0.5, 1.0):
+        for v in (0.0, 0.5, 1.0) if show_iou else ():
             y = area.bottom() - area.height() * v
             p.drawText(QRectF(area.right() + 3, y - th / 2, right - th - 4, th), Qt.AlignmentFlag.AlignLeft, f"{v:.1f}")
         p.setPen(QPen(QColor(120, 120, 120), 1))
         p.drawRect(area)
         # axis titles, rotated along the sides
-        for x, text, color in ((2, "loss (smoothed)", LOSS_COLOR), (w - th - 2, "IoU", IOU_COLOR)):
+        titles = [(2, "loss (smoothed)", LOSS_COLOR)] + ([(w - th - 2, "IoU", IOU_COLOR)] if show_iou else [])
+        for x, text, color in titles:
             p.save()
             p.setPen(color)
             p.translate(x + th, area.center().y())
             p.rotate(-90)
             p.drawText(QRectF(-area.height() / 2, -th, area.height(), th), Qt.AlignmentFlag.AlignCenter, text)
             p.restore()
-        p.setPen(IOU_COLOR)
-        label = IOU_NAME + (f": {self.iou[-1][1]:.2f}" if self.iou else "")
+        p.setPen(IOU_COLOR if show_iou else TEXT_COLOR)
+        label = self.title()
         p.drawText(QRectF(area.left(), 2, area.width(), th), Qt.AlignmentFlag.AlignRight, label)
         p.setPen(LOSS_COLOR)
         p.drawText(QRectF(area.left(), 2, area.width(), th), Qt.AlignmentFlag.AlignLeft,

@@ -205,6 +205,8 @@ class TrainWidget(Tab):
             else:
                 self.progress.setRange(0, 0)  # until stopped: a busy bar
             self.progress.setValue(0)
+            self.plot.held_out = train_config.val_share > 0
+            self.plot.update()
             ctrl.start_training(model_config, train_config, init)
 
         self.run_action(act, "could not start training")
