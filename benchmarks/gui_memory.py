@@ -127,7 +127,9 @@ def main() -> None:
     from scribble_unet.model.normalize import Normalization
 
     lo, hi = ctrl.image_layer.contrast_limits
-    ckpt = Checkpoint.from_model(build_model(ModelConfig(), seed=0), Normalization(low=(float(lo),), high=(float(hi),)))
+    # an untrained model, as the recorded runs used: no pixel forest (an untrained one is empty but widens the halo)
+    ckpt = Checkpoint.from_model(build_model(ModelConfig(pixel_forest=False), seed=0),
+                                 Normalization(low=(float(lo),), high=(float(hi),)))
     ctrl.set_checkpoint(ckpt)
 
     steps: list[dict[str, Any]] = []
