@@ -80,6 +80,33 @@ def make_demo(folder: Path) -> tuple[Path, Path]:
     return img_path, scr_path
 
 
+class GcPauses:
+    """Python's garbage collections on the GUI thread that took over ``min_ms`` (a full collection of
+    napari's and torch's objects can take a few hundred ms, in whatever handler allocates then)."""
+
+    def __init__(self, min_ms: float = 20.0) -> None:
+        import gc
+        import threading
+
+        self.min_ms, self.main = min_ms, threading.get_ident()
+        self.pauses: list[tuple[float, int, float]] = []  # (start, generation, ms)
+        self._t0 = 0.0
+        self._gc, self._threading = gc, threading
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, Any]) -> None:
+        if self._threading.get_ident() != self.main:
+            return
+        if phase == "start":
+            self._t0 = time.perf_counter()
+        elif (ms := 1000 * (time.perf_counter() - self._t0)) >= self.min_ms:
+            self.pauses.append((self._t0, int(info.get("generation", -1)), ms))
+
+    def stop(self) -> None:
+        if self._callback in self._gc.callbacks:
+            self._gc.callbacks.remove(self._callback)
+
+
 def _copy_scribbles(src: Any, dst: Any, block: int = 4096) -> tuple[float, float]:
     """Copy ``src`` into ``dst`` block by block; returns the centre of the labelled pixels."""
     h, w = src.shape
@@ -104,6 +131,9 @@ def main() -> None:
     parser.add_argument("--scribbles")
     parser.add_argument("--duration", type=float, default=90.0, help="seconds of training measured")
     parser.add_argument("--tick-ms", type=int, default=15)
+    parser.add_argument("--no-gc-hold", action="store_true",
+                        help="let Python's full collections scan the old heap during training (as before the "
+                             "ninth session), to measure what holding them off changes")
     parser.add_argument("--make-demo", default=None, help="write a test image and scribbles here and exit")
     args = parser.parse_args()
     if args.make_demo:
@@ -118,6 +148,10 @@ def main() -> None:
 
     from scribble_unet.scribbles.project import Project
 
+    if args.no_gc_hold:
+        from scribble_unet._napari import _gc
+
+        _gc.hold = lambda owner: None  # type: ignore[assignment]
     work = Path(tempfile.mkdtemp(prefix="scribble-unet-gui-live-"))
     viewer, main_widget, ctrl = plugin_viewer(1.0)
     # A canvas of 1920x1080 next to the dock (use an Xvfb screen larger than that, e.g. 2560x1440).
@@ -127,6 +161,7 @@ def main() -> None:
     _run_until(lambda: False, 1.0)
     meter = StallMeter(args.tick_ms)
     meter.start()
+    gc_pauses = GcPauses()
     t_open = time.perf_counter()
     layers = viewer.open(args.image, plugin=PLUGIN)
     image_layer = layers[0]
@@ -212,6 +247,7 @@ def main() -> None:
     _run_until(lambda: False, 0.4 * args.duration)
     t_end = time.perf_counter()
     meter.stop()
+    gc_pauses.stop()
     busy = meter.summary()
 
     def rate(t0: float, t1: float) -> float | None:
@@ -246,6 +282,8 @@ def main() -> None:
         "handlers": handlers.summary(),
         "stalls": [{"at_s": round(a - t_train, 2), "ms": round(1000 * late), "during": handlers.during(a, b)}
                    for a, b, late in meter.big[:10]],
+        "gc_pauses_ms": [{"at_s": round(t - t_train, 2), "generation": g, "ms": round(ms, 1)}
+                         for t, g, ms in gc_pauses.pauses[:20]],
         "train_click_epoch_s": round(t_train_epoch, 3),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }

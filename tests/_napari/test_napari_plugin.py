@@ -179,3 +179,23 @@ def test_core_messages_speak_of_widget_fields_not_command_line_options() -> None
 
     message = gui_words("scribbles contain label value 3; declare more classes (--classes) or erase value 3")
     assert "--" not in message and "Object classes field" in message
+
+
+def test_the_cycle_collector_is_held_off_the_old_heap_while_any_run_holds_it() -> None:
+    import gc
+
+    from scribble_unet._napari import _gc
+
+    a, b = object(), object()
+    assert not _gc.holding() and gc.get_freeze_count() == 0
+    _gc.hold(a)
+    frozen = gc.get_freeze_count()
+    assert _gc.holding() and frozen > 0
+    _gc.hold(b)  # a second run (another viewer): nothing frozen twice
+    assert gc.get_freeze_count() == frozen
+    _gc.release(a)
+    assert _gc.holding() and gc.get_freeze_count() == frozen  # b still runs
+    _gc.release(b)
+    assert not _gc.holding() and gc.get_freeze_count() == 0
+    _gc.release(b)  # released twice (finished, then closed): harmless
+    assert gc.get_freeze_count() == 0

@@ -21,6 +21,7 @@ from ..inference.schedule import MachineScheduler
 from ..scribbles.project import Project, ScribbleOverview
 from ..state import ExportState, TrainingState, WorkflowState
 from ..state.viewport import Box, visible_region, worth_predicting
+from . import _gc
 from ._layers import (
     Placement,
     PredictionLayer,
@@ -310,6 +311,7 @@ class Controller(ProjectActions):
         status = self.state.training
         status.loss, status.iou, status.max_steps, status.message = None, None, train_config.steps, ""
         status.step = 0
+        _gc.hold(self)  # no full collection of the old heap on the GUI thread while the run is under way
         self.training_job.start(lambda: training_events(build, publish), on_yield=self._on_train_event,
                                 on_error=self._on_train_error, on_finish=self._on_train_finished)
         status.state = TrainingState.RUNNING
@@ -358,6 +360,7 @@ class Controller(ProjectActions):
         notify_error(f"training stopped: {plain(e)}")
 
     def _on_train_finished(self) -> None:
+        _gc.release(self)
         self.scheduler.attach_trainer(None)
         self.state.training.state = TrainingState.IDLE
 
@@ -434,6 +437,7 @@ class Controller(ProjectActions):
         ok = True
         for job in (self.training_job, self.live_job, self.export_job, self.live_view.objects_job):
             ok &= job.wait(deadline - time.monotonic())
+        _gc.release(self)
         try:
             cam = camera(self.viewer)
             cam.events.center.disconnect(self._on_camera)

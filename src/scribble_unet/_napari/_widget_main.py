@@ -6,11 +6,13 @@ and hands it to its tabs; the controller's jobs stop when the widget or napari's
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from qtpy.QtCore import QEvent, QObject
 from qtpy.QtWidgets import QTabWidget, QVBoxLayout, QWidget
 
+from . import _slicing
 from ._controller import Controller
 from ._display import warm_up
 from ._widget_data import DataWidget
@@ -20,16 +22,30 @@ from ._widget_train import TrainWidget
 
 
 class _CloseWatcher(QObject):
-    """Stops a controller's jobs when the window it watches (napari's main window) closes."""
+    """Runs ``finish`` (stop the controller's jobs) when the window it watches (napari's main window) closes."""
 
-    def __init__(self, controller: Controller) -> None:
+    def __init__(self, finish: Callable[[], None]) -> None:
         super().__init__()
-        self.controller = controller
+        self.finish = finish
 
     def eventFilter(self, obj: QObject | None, event: QEvent | None) -> bool:
         if event is not None and event.type() == QEvent.Type.Close:
-            self.controller.shutdown()
+            self.finish()
         return False
+
+
+def _finisher(controller: Controller) -> Callable[[], None]:
+    """What closing the widget does, once: stop the controller's jobs and give napari's slicing setting
+    back (:mod:`._slicing`). A plain function, so that it still runs after the C++ widget is gone."""
+    done = [False]
+
+    def finish() -> None:
+        controller.shutdown()
+        if not done[0]:
+            done[0] = True
+            _slicing.release()
+
+    return finish
 
 
 class MainWidget(QWidget):
@@ -38,6 +54,8 @@ class MainWidget(QWidget):
     def __init__(self, napari_viewer: Any, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.controller = ctrl = Controller(napari_viewer)
+        _slicing.acquire()  # views are read off the GUI thread while the widget is open
+        self._finish = finish = _finisher(ctrl)
         warm_up()  # imports the first image open needs, off the GUI thread
         self.viewer = ctrl.viewer
         self.data = DataWidget(ctrl)
@@ -51,10 +69,8 @@ class MainWidget(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.tabs)
-        # A plain function (not a bound method of this widget) so that it still runs after the
-        # C++ widget is gone.
-        self.destroyed.connect(lambda *_: ctrl.shutdown())
-        self._close_watcher = _CloseWatcher(ctrl)
+        self.destroyed.connect(lambda *_: finish())
+        self._close_watcher = _CloseWatcher(finish)
         window = getattr(getattr(ctrl.viewer, "window", None), "_qt_window", None)
         self._watched: set[int] = set()
         if window is not None:
@@ -72,5 +88,5 @@ class MainWidget(QWidget):
             window.installEventFilter(self._close_watcher)
 
     def closeEvent(self, event: Any) -> None:
-        self.controller.shutdown()
+        self._finish()
         super().closeEvent(event)
