@@ -34,7 +34,7 @@ from ._layers import (
 from ._live_view import LiveView
 from ._notify import notify_error, notify_info, plain
 from ._project_actions import ProjectActions
-from ._workers import Job, Progress, callback_events, training_events
+from ._workers import Job, Progress, callback_events, stop_timer, training_events
 
 STOP_TIMEOUT_S = 2.0
 CAMERA_REST_MS = 120
@@ -429,8 +429,7 @@ class Controller(ProjectActions):
         if self.live is not None:
             self.live.stop()
         self._export_cancel.set()
-        if self._view_timer is not None:
-            self._view_timer.stop()
+        stop_timer(self._view_timer)
         self.live_view.close()
         self.scribbles.close()
         deadline = time.monotonic() + timeout

@@ -182,3 +182,14 @@ def callback_events(run: Callable[[Callable[[int, int], None]], R]) -> Generator
         raise outcome["error"]
     result: R = outcome["result"]
     return result
+
+
+def stop_timer(timer: Any) -> None:
+    """Stop a QTimer that may be gone: at interpreter exit Qt can delete it before the widget's
+    clean-up runs, and stopping it then raises ``RuntimeError`` (seen once when a script ended)."""
+    if timer is None:
+        return
+    try:
+        timer.stop()
+    except RuntimeError:
+        pass
