@@ -20,6 +20,7 @@ def make_checkpoint(
     trained: bool = True,
     filter_bank: bool = False,
     pixel_forest: bool = False,
+    prior_shift: float = 0.0,
 ) -> Checkpoint:
     """A small model whose weights look trained: random BatchNorm statistics and scaled weights.
 
@@ -27,7 +28,7 @@ def make_checkpoint(
     weights makes every layer matter, so exactness checks cannot pass by accident.
     """
     cfg = ModelConfig(depth=depth, width=width, in_channels=channels, n_classes=classes, norm=norm,  # type: ignore[arg-type]
-                      filter_bank=filter_bank, pixel_forest=pixel_forest)
+                      filter_bank=filter_bank, pixel_forest=pixel_forest, prior_shift=prior_shift)
     model = build_model(cfg, seed=seed)
     if pixel_forest:  # a forest that splits on the features of a random image by a random rule
         from scribble_unet.model.forest import pixel_features
@@ -39,6 +40,8 @@ def make_checkpoint(
         values = 1 + np.digitize(score, np.quantile(score, np.linspace(0, 1, classes + 2)[1:-1]))
         assert model.forest is not None
         model.forest.set_rows(rows, values, rng)
+        if prior_shift:  # a shift of every class's logit, as the trainer's estimate of the shares sets
+            model.forest.prior.copy_(torch.from_numpy(rng.normal(size=cfg.out_channels).astype(np.float32)))
     if trained:
         g = torch.Generator().manual_seed(seed + 1)
         with torch.no_grad():

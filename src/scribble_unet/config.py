@@ -161,6 +161,12 @@ class ModelOptions(Options):
                                       "the same strokes: the forest judges each pixel by its look, the "
                                       "network by its context. Steadier from a few strokes; prediction "
                                       "takes about twice as long.", label="pixel forest")
+    prior_shift: float = option(0.0, "With the pixel forest: shift the prediction towards the image's own "
+                                     "share of each class, estimated from the prediction on a sample of "
+                                     "the image (strokes are class-balanced, so the model otherwise "
+                                     "assumes equal shares: fat masks of sparse objects). 1 applies the "
+                                     "whole estimated shift, 0 none.", label="prior shift",
+                                must="a number from 0 to 1", ge=0.0, le=1.0)
     scale: int = option(1, "Working resolution: the network sees the image binned by this factor (block "
                            "means) and its probabilities are upsampled back. 1 is full resolution; the "
                            "trainer picks a coarser one for large objects.",

@@ -87,6 +87,9 @@ def test_tiled_prediction_equals_whole_image_pass(key, h: int, w: int, tile_mult
 FOREST_CKPTS = {  # a pixel forest costs ~10 ms per chunk: fixed cases with larger tiles, not hypothesis
     "gray": make_checkpoint(depth=2, width=4, seed=6, pixel_forest=True),
     "rgb-2-classes": make_checkpoint(depth=1, width=4, channels=3, classes=2, seed=7, pixel_forest=True),
+    "gray-prior": make_checkpoint(depth=2, width=4, seed=6, pixel_forest=True, prior_shift=0.5),
+    "rgb-2-classes-prior": make_checkpoint(depth=1, width=4, channels=3, classes=2, seed=7, pixel_forest=True,
+                                           prior_shift=0.5),
 }
 
 
@@ -107,7 +110,7 @@ def test_tiled_prediction_with_a_pixel_forest_equals_whole_image_pass(key: str, 
     assert np.array_equal(pred.mask.compute(scheduler="synchronous"), whole)
     # the forest matters here: the same U-Net without it predicts otherwise
     plain = make_checkpoint(depth=cfg.depth, width=4, channels=cfg.in_channels, classes=cfg.n_classes,
-                            seed=6 if key == "gray" else 7)
+                            seed=6 if key.startswith("gray") else 7)
     assert np.abs(whole_image_reference(plain, img) - ref).max() > 0.05
 
 

@@ -521,3 +521,20 @@ def test_fine_tuning_a_model_without_forest_may_add_one() -> None:
     trainer = Trainer(img, scr, cfg, FAST, init=plain.checkpoint)
     run_all(trainer)
     assert trainer.model.forest is not None and trainer.model.forest.is_fitted
+
+
+def test_trainer_stores_the_shift_for_the_images_class_shares_in_the_model(tmp_path: Path) -> None:
+    from scribble_unet.model.checkpoint import load_checkpoint
+    from scribble_unet.training.prior import shift_of
+
+    img, scr = painted(96)
+    cfg = TrainConfig(steps=3, batch_size=2, validate_every=0, device="cpu", seed=0, val_share=0.0)
+    trainer = Trainer(img, scr, ModelConfig(depth=2, width=4, pixel_forest=True, prior_shift=0.5), cfg,
+                      out=tmp_path / "m.safetensors")
+    final = run_all(trainer)[-1]
+    assert isinstance(final, FinishedEvent)
+    est = trainer._prior
+    assert est is not None and est.shares is not None and est.shares.sum() == pytest.approx(1.0)
+    saved = load_checkpoint(tmp_path / "m.safetensors").state_dict["forest.prior"]
+    assert float(saved[0]) == pytest.approx(float(shift_of(est.shares, 0.5, 1)[0]), rel=1e-5)
+    assert float(saved[0]) != 0.0

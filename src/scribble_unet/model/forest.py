@@ -157,11 +157,13 @@ class PixelForest(nn.Module):
     and ``K + 1`` otherwise (log frequencies, added to the U-Net's softmax logits).
     """
 
-    def __init__(self, in_channels: int, n_classes: int) -> None:
+    def __init__(self, in_channels: int, n_classes: int, prior: bool = False) -> None:
         super().__init__()
         self.n_classes = n_classes
         self.register_buffer("rows", torch.zeros(MAX_ROWS, n_features(in_channels)))
         self.register_buffer("row_values", torch.zeros(MAX_ROWS, dtype=torch.int64))  # 0: unused row
+        if prior:  # a shift of the logits for the image's class shares (training/prior.py), set by the trainer
+            self.register_buffer("prior", torch.zeros(1 if n_classes == 1 else n_classes + 1))
         self._clf: Any = None
 
     @property
@@ -257,7 +259,11 @@ class PixelForest(nn.Module):
                 _OUTPUTS[key] = out
                 while sum(a.nbytes for a in _OUTPUTS.values()) > OUTPUT_CACHE_BYTES and len(_OUTPUTS) > 1:
                     _OUTPUTS.popitem(last=False)
-        return torch.from_numpy(out.copy()).to(device=x.device, dtype=x.dtype)
+        result = torch.from_numpy(out.copy()).to(device=x.device, dtype=x.dtype)
+        prior = getattr(self, "prior", None)
+        if prior is not None:
+            result += prior.to(device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
+        return result
 
     def _log_frequencies(self, x: torch.Tensor, margin: int) -> np.ndarray:
         n, _, h, w = x.shape

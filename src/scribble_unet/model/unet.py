@@ -73,6 +73,8 @@ class ModelConfig(ModelOptions):
             del d["filter_bank"]  # no filter bank: as earlier versions wrote it
         if d.get("pixel_forest") is False:
             del d["pixel_forest"]  # no forest: as earlier versions wrote it
+        if d.get("prior_shift") == 0:
+            del d["prior_shift"]  # no prior shift: as earlier versions wrote it
         return json.dumps(d, sort_keys=True)
 
     @classmethod
@@ -81,7 +83,7 @@ class ModelConfig(ModelOptions):
         unknown = set(d) - known
         if unknown:
             raise ScribbleUNetError(f"unknown model config keys: {', '.join(sorted(unknown))}")
-        return cls(**{"filter_bank": False, "pixel_forest": False, **d})  # headers without the key predate the filter bank
+        return cls(**{"filter_bank": False, "pixel_forest": False, "prior_shift": 0.0, **d})  # headers without the key predate the filter bank
 
 
 def receptive_field(depth: int) -> tuple[int, int]:
@@ -156,7 +158,8 @@ class UNet(nn.Module):
             self.up.append(nn.ConvTranspose2d(chans[i + 1], chans[i], 2, stride=2))
             self.dec.append(_DoubleConv(2 * chans[i], chans[i], config.norm))
         self.head = nn.Conv2d(chans[0], config.out_channels, 1)
-        self.forest = forest.PixelForest(config.in_channels, config.n_classes) if config.pixel_forest else None
+        self.forest = (forest.PixelForest(config.in_channels, config.n_classes, prior=config.prior_shift > 0)
+                       if config.pixel_forest else None)
 
     def forward(self, x: torch.Tensor, context: int = 0) -> torch.Tensor:
         """Logits of ``x``; ``context`` pixels each side feed only the input filter bank and are cropped

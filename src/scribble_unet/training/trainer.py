@@ -56,6 +56,7 @@ from .losses import ScribbleLoss
 from .optim import AdamW
 from .prefetch import Batch, Prefetcher
 from .prepare import _load_init, check_classes_painted, check_model_fits, config_for_init  # noqa: F401 (config_for_init: re-exported)
+from .prior import PriorEstimator
 from .sampler import TileSampler, check_tile, field_of_view
 from .scale import ScaleChoice, estimate_diameter, scale_for_diameter
 from .teacher import MeanTeacher
@@ -170,6 +171,8 @@ class Trainer:
         self.model.to(self.device)
         self._forest_stale = self.model.forest is not None  # fitted before the model is next used in eval
         self._forest_rows: ForestRows | None = None
+        self._prior = (PriorEstimator(self.image, self.model.config.align, self.model.config.prior_shift, config.seed)
+                       if self.model.forest is not None and self.model.config.prior_shift > 0 else None)
         self.optimizer = AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.teacher = MeanTeacher(self.model, config.consistency) if config.consistency > 0 else None
         self.edges = EdgeTerm(config.edge_weight, config.seed) if config.edge_weight > 0 else None
@@ -338,6 +341,8 @@ class Trainer:
     def checkpoint(self, finished: bool = False, reason: str | None = None) -> Checkpoint:
         """The current weights with normalisation and training notes (a copy; training may go on)."""
         self.fit_forest()
+        if self._prior is not None:  # the image's class shares, from the model's prediction on a sample
+            self._prior.update(self.model, self.normalization, self.device, self.elapsed, force=finished)
         last = self.last_validation
         notes: dict[str, Any] = {
             "steps": self.step,
