@@ -22,7 +22,7 @@ from ..config import ModelOptions, TrainOptions
 from ..errors import ScribbleUNetError
 from .options import add_options, default_text, given
 
-MODEL_OPTIONS = ("depth", "width", "filter_bank", "pixel_forest")
+MODEL_OPTIONS = ("depth", "width", "filter_bank", "pixel_forest", "prior_shift")
 """Architecture options of ``train`` (the rest comes from the image, ``--classes`` or ``--init``)."""
 TRAIN_OPTIONS = ("steps", "time_budget", "tile", "batch_size", "lr", "seed", "device", "fg_share",
                  "val_share", "validate_every", "checkpoint_every", "elastic", "object_diameter", "scale",
@@ -155,6 +155,8 @@ def run_train(args: argparse.Namespace) -> int:
                                     f"({'on' if model_config.filter_bank else 'off'})")
         if args.pixel_forest is not None:  # not learned by the network: may be switched when fine-tuning
             model_config = model_config.replace(pixel_forest=args.pixel_forest)
+        if args.prior_shift is not None:  # nor is the shift: it is estimated again at the end of the run
+            model_config = model_config.replace(prior_shift=args.prior_shift)
     else:
         names = names or ("object",)
         model_config = ModelConfig(

@@ -15,7 +15,8 @@ def config_for_init(init: Checkpoint, class_names: Sequence[str] | None = None) 
     c = init.config
     names = tuple(class_names) if class_names else c.class_names
     return ModelConfig(depth=c.depth, width=c.width, in_channels=c.in_channels, n_classes=len(names),
-                       class_names=names, norm=c.norm, filter_bank=c.filter_bank, pixel_forest=c.pixel_forest)
+                       class_names=names, norm=c.norm, filter_bank=c.filter_bank, pixel_forest=c.pixel_forest,
+                       prior_shift=c.prior_shift)
 
 
 def check_model_fits(model_config: ModelConfig, init: Checkpoint | None, n_channels: int) -> None:
