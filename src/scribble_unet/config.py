@@ -161,7 +161,7 @@ class ModelOptions(Options):
                                       "the same strokes: the forest judges each pixel by its look, the "
                                       "network by its context. Steadier from a few strokes; prediction "
                                       "takes about twice as long.", label="pixel forest")
-    prior_shift: float = option(0.0, "With the pixel forest: shift the prediction towards the image's own "
+    prior_shift: float = option(0.5, "With the pixel forest: shift the prediction towards the image's own "
                                      "share of each class, estimated from the prediction on a sample of "
                                      "the image (strokes are class-balanced, so the model otherwise "
                                      "assumes equal shares: fat masks of sparse objects). 1 applies the "

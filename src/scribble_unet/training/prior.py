@@ -11,8 +11,9 @@ the new shares, repeat. The logits are then shifted by ``log(share / training sh
 
 Here the pixels are a fixed random sample of windows of the image (the same windows for the whole
 run, so the forest's part of them is computed once), the training shares are uniform, and the shift
-applied is ``ModelConfig.prior_shift`` times the full one (0.5 by measurement, docs/quality.md, ninth
-session), clipped to :data:`MAX_SHIFT`. It is stored in the model (``forest.prior``), so tiled,
+applied is ``ModelConfig.prior_shift`` times the full one (default 0.5: 1 was better on average but
+made two development images worse by more than 0.02; docs/quality.md, ninth session), clipped to
+:data:`MAX_SHIFT`. It is stored in the model (``forest.prior``), so tiled,
 whole-image, live and exported predictions all apply the same shift and stay exact.
 """
 
@@ -29,8 +30,9 @@ WINDOWS = 8
 """Windows sampled per image (fewer when the image is small)."""
 SIDE = 256
 """Side of a sampled window (px at the working resolution)."""
-MAX_SHIFT = 3.0
-"""Largest shift of a logit (a log odds ratio): a sample that misses rare objects cannot wipe them out."""
+MAX_SHIFT = 1.5
+"""Largest shift of a logit (a log odds ratio; 0.5 times the full shift reaches it at a share of 5 %,
+the sparsest development image): a sample of windows that misses rare objects cannot wipe them out."""
 EVERY_S = 30.0
 """While training, the estimate is renewed at most this often, and at the end of the run: one estimate
 takes about 1 s on one thread (8 windows of 256 px through the network; the forest's part is kept while
