@@ -24,44 +24,6 @@ def test_the_widget_is_added_through_the_manifest(make_napari_viewer) -> None:
     assert [widget.tabs.tabText(i) for i in range(widget.tabs.count())] == ["Data", "Train", "Predict", "Export"]
 
 
-def test_views_load_in_the_background_while_the_widget_is_open_and_the_users_setting_comes_back(
-        make_napari_viewer, qtbot, monkeypatch) -> None:
-    from napari.settings import get_settings
-
-    settings = get_settings()
-    settings.experimental.async_ = False  # the user's own setting (napari's default)
-    saves: list[bool] = []  # the value each write of napari's settings file would hold
-    monkeypatch.setattr(type(settings), "save", lambda self, *a, **k: saves.append(self.experimental.async_))
-    viewer = make_napari_viewer()
-    viewer.open_sample(PLUGIN, "nuclei-dsb2018")
-    _, main = viewer.window.add_plugin_dock_widget(PLUGIN, "Scribble U-Net")
-    assert settings.experimental.async_ is True
-    assert viewer._layer_slicer._force_sync is False  # napari slices off the GUI thread now
-    assert True not in saves[:1]  # turning it on does not write the file (napari writes it on adding a dock)
-    check = main.predict.background_check
-    assert check.isChecked() and check.toolTip()
-    check.setChecked(False)
-    assert settings.experimental.async_ is False
-    check.setChecked(True)
-    # zoomed into a corner of a multiscale image, the view's pixels still arrive (sliced off the GUI thread)
-    rng = np.random.default_rng(0)
-    full = rng.integers(0, 255, (2048, 2048), dtype=np.uint8)
-    layer = viewer.add_image([full, full[::2, ::2], full[::4, ::4]], multiscale=True)
-    viewer.camera.zoom = 8.0
-    viewer.camera.center = (100, 100)
-
-    def shows_level_0() -> bool:
-        (y0, x0), (y1, x1) = layer.corner_pixels
-        view = np.asarray(layer._slice.image.view)
-        return (layer.data_level == 0 and layer.loaded and view.shape == (y1 - y0 + 1, x1 - x0 + 1)
-                and np.array_equal(view, full[y0:y1 + 1, x0:x1 + 1]))
-
-    qtbot.waitUntil(shows_level_0, timeout=10_000)
-    main.close()  # the last widget closing gives the user's value back, in the settings file too
-    assert settings.experimental.async_ is False
-    assert saves and saves[-1] is False
-
-
 def test_end_to_end_paint_train_predict_export(make_napari_viewer, qtbot, tmp_path) -> None:
     viewer = make_napari_viewer()
     viewer.open_sample(PLUGIN, "nuclei-dsb2018")

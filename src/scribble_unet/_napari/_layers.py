@@ -87,18 +87,6 @@ def refresh_layer(layer: Any) -> None:
         layer.refresh()
 
 
-def slice_now(layer: Any) -> None:
-    """Give ``layer`` its slice for the current view on this thread, even with napari's asynchronous
-    slicing on (:mod:`._slicing`).
-
-    napari's ``Labels.data_setitem`` (every brush stroke) writes into the layer's current slice; a layer
-    just added has an empty one until its first slice arrives from the slicing thread, and a stroke
-    then raises. Layers the user paints on are therefore sliced at once when they are added or their
-    data is replaced (the slice that arrives later is the same).
-    """
-    layer.set_view_slice()
-
-
 class ScribbleLayers:
     """The paintable scribble window onto the store and, on large images, the read-only overview.
 
@@ -140,7 +128,6 @@ class ScribbleLayers:
             )
             self.layer.brush_size = 5
             self.layer.selected_label = 2
-        slice_now(self.layer)
         if needs_window(shape):
             self._show_overview(box, placement)
 
@@ -185,7 +172,6 @@ class ScribbleLayers:
             box = window_box(origin, self.shape)
             layer.data = self._window(box)
             layer.translate = placement.world(origin)
-            slice_now(layer)
             if self.overview is not None:
                 self.overview.hidden = box
                 self.refresh_overview()

@@ -17,7 +17,6 @@ import numpy as np
 from ..errors import ScribbleUNetError
 from ..state import TrainingHistory, WorkflowState
 from ..state.viewport import Box, centred_box
-from ._layers import slice_now
 from ._notify import notify_info
 
 CORRECTION_LAYER = "correction"
@@ -173,7 +172,6 @@ class ProjectActions:
         layer.brush_size = 5
         layer.selected_label = 1
         layer.mode = "paint"
-        slice_now(layer)
         self.correction_layer, self._correction = layer, (box, mask)
         self.viewer.layers.selection.active = layer
         return box

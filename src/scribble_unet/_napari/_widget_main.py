@@ -12,7 +12,6 @@ from typing import Any
 from qtpy.QtCore import QEvent, QObject
 from qtpy.QtWidgets import QTabWidget, QVBoxLayout, QWidget
 
-from . import _slicing
 from ._controller import Controller
 from ._display import warm_up
 from ._widget_data import DataWidget
@@ -35,15 +34,11 @@ class _CloseWatcher(QObject):
 
 
 def _finisher(controller: Controller) -> Callable[[], None]:
-    """What closing the widget does, once: stop the controller's jobs and give napari's slicing setting
-    back (:mod:`._slicing`). A plain function, so that it still runs after the C++ widget is gone."""
-    done = [False]
+    """What closing the widget does: stop the controller's jobs. A plain function, so that it still runs
+    after the C++ widget is gone."""
 
     def finish() -> None:
         controller.shutdown()
-        if not done[0]:
-            done[0] = True
-            _slicing.release()
 
     return finish
 
@@ -54,7 +49,6 @@ class MainWidget(QWidget):
     def __init__(self, napari_viewer: Any, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.controller = ctrl = Controller(napari_viewer)
-        _slicing.acquire()  # views are read off the GUI thread while the widget is open
         self._finish = finish = _finisher(ctrl)
         warm_up()  # imports the first image open needs, off the GUI thread
         self.viewer = ctrl.viewer

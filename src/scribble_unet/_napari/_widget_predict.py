@@ -17,7 +17,6 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from . import _slicing
 from ._base import Tab, alive
 from ._controller import Controller
 
@@ -45,13 +44,6 @@ class PredictWidget(Tab):
         self.uncertainty_check = QCheckBox("Show uncertainty")
         self.uncertainty_check.setToolTip("how undecided the model is, from the same chunks as the prediction")
         self.uncertainty_check.toggled.connect(self.set_show_uncertainty)
-        self.background_check = QCheckBox("Load views in the background")
-        self.background_check.setChecked(_slicing.async_slicing())
-        self.background_check.setToolTip(
-            "read the image and the masks for a new view in the background, so that panning does not freeze "
-            "the viewer (napari's asynchronous loading, turned on for this session while the plugin is open); "
-            "turn it off if the view does not update")
-        self.background_check.toggled.connect(_slicing.set_async_slicing)
         self.next_button = QPushButton("Next region to check")
         self.next_button.setToolTip("jump to the most uncertain predicted region that has no scribbles yet")
         self.next_button.clicked.connect(self.next_region)
@@ -75,8 +67,7 @@ class PredictWidget(Tab):
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         widgets: list[QWidget] = [self.load_button, self.pause_button, self.refresh_button, self.uncertainty_check,
-                                  self.next_button, self.objects_check, self.split_check, self.background_check,
-                                  self.status,
+                                  self.next_button, self.objects_check, self.split_check, self.status,
                                   self.objects_status]
         for w in widgets:
             layout.addWidget(w)
