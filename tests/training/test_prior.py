@@ -82,3 +82,13 @@ def test_the_shift_is_saved_with_the_model_and_older_files_load_without_it(tmp_p
     assert "forest.prior" not in old.state_dict and "prior_shift" not in old.config.to_json()
     assert load_checkpoint(save_checkpoint(tmp_path / "o.safetensors", old)).config.prior_shift == 0.0
     assert ModelConfig.from_dict({"depth": 2}).prior_shift == 0.0  # headers without the key: no shift
+
+
+def test_a_prior_shift_outside_0_to_1_is_refused_in_one_line(tmp_path) -> None:
+    from scribble_unet.errors import ScribbleUNetError
+
+    for bad in (2.0, -0.5):
+        with pytest.raises(ScribbleUNetError, match=rf"^prior shift must be a number from 0 to 1, got {bad}$"):
+            ModelConfig(prior_shift=bad)
+    with pytest.raises(ScribbleUNetError, match="prior shift must be a number from 0 to 1"):
+        ModelConfig.from_dict({"depth": 2, "pixel_forest": True, "prior_shift": 3.0})  # a damaged header

@@ -6,7 +6,6 @@ and hands it to its tabs; the controller's jobs stop when the widget or napari's
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from qtpy.QtCore import QEvent, QObject
@@ -21,26 +20,16 @@ from ._widget_train import TrainWidget
 
 
 class _CloseWatcher(QObject):
-    """Runs ``finish`` (stop the controller's jobs) when the window it watches (napari's main window) closes."""
+    """Stops a controller's jobs when the window it watches (napari's main window) closes."""
 
-    def __init__(self, finish: Callable[[], None]) -> None:
+    def __init__(self, controller: Controller) -> None:
         super().__init__()
-        self.finish = finish
+        self.controller = controller
 
     def eventFilter(self, obj: QObject | None, event: QEvent | None) -> bool:
         if event is not None and event.type() == QEvent.Type.Close:
-            self.finish()
+            self.controller.shutdown()
         return False
-
-
-def _finisher(controller: Controller) -> Callable[[], None]:
-    """What closing the widget does: stop the controller's jobs. A plain function, so that it still runs
-    after the C++ widget is gone."""
-
-    def finish() -> None:
-        controller.shutdown()
-
-    return finish
 
 
 class MainWidget(QWidget):
@@ -49,7 +38,6 @@ class MainWidget(QWidget):
     def __init__(self, napari_viewer: Any, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.controller = ctrl = Controller(napari_viewer)
-        self._finish = finish = _finisher(ctrl)
         warm_up()  # imports the first image open needs, off the GUI thread
         self.viewer = ctrl.viewer
         self.data = DataWidget(ctrl)
@@ -63,8 +51,10 @@ class MainWidget(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.tabs)
-        self.destroyed.connect(lambda *_: finish())
-        self._close_watcher = _CloseWatcher(finish)
+        # A plain function (not a bound method of this widget) so that it still runs after the
+        # C++ widget is gone.
+        self.destroyed.connect(lambda *_: ctrl.shutdown())
+        self._close_watcher = _CloseWatcher(ctrl)
         window = getattr(getattr(ctrl.viewer, "window", None), "_qt_window", None)
         self._watched: set[int] = set()
         if window is not None:
@@ -82,5 +72,5 @@ class MainWidget(QWidget):
             window.installEventFilter(self._close_watcher)
 
     def closeEvent(self, event: Any) -> None:
-        self._finish()
+        self.controller.shutdown()
         super().closeEvent(event)
