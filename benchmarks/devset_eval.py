@@ -238,6 +238,11 @@ def train_unet(api: SimpleNamespace, image: np.ndarray, labels: np.ndarray, args
         train_kw["val_share"] = 0.0  # every pixel is labelled: nothing to hold out
     config = api.TrainConfig(**train_kw)
     trainer = api.Trainer(src, labels, model_config, config)
+    if args.start is None and str(getattr(trainer, "start", "")).startswith("generalist"):
+        print("  note: started from the shipped generalist, which learnt from DSB 2018, Usiigaci and "
+              "AxonDeepSeg images; for held-out figures pass --start FOLD or --set start=scratch", flush=True)
+    if args.start is not None:
+        load_start(trainer.model, args.start)
     finished = None
     for ev in trainer.run():
         if isinstance(ev, api.FinishedEvent):
@@ -260,6 +265,7 @@ def train_unet(api: SimpleNamespace, image: np.ndarray, labels: np.ndarray, args
         "steps_per_s": round(finished.step / max(trainer.elapsed, 1e-9), 2),
         "predict_s": round(time.perf_counter() - t0, 2),
         "tile": int(trainer.tile),
+        "start": str(args.start) if args.start is not None else getattr(trainer, "start", None),
     }
     p = probs[0].astype(np.float64)
     fg = p > 0.5
@@ -278,6 +284,28 @@ def train_unet(api: SimpleNamespace, image: np.ndarray, labels: np.ndarray, args
     if unet_mask is not None:
         stats["_unet_alone"] = unet_mask
     return mask, stats
+
+
+def load_start(model: Any, path: Path) -> None:
+    """Copy a generalist's weights (``benchmarks/pretrain/generalist.py``) into ``model``, in place.
+
+    A one-channel generalist's first convolution is spread evenly over an RGB model's channels (each
+    channel is normalised on its own, so their mean is the grey image the generalist saw).
+    """
+    from scribble_unet.model.checkpoint import load_checkpoint
+
+    if path.suffix == ".pt":  # this session's first pretrainings (torch.save of the state)
+        import torch
+
+        state = dict(torch.load(path, map_location="cpu", weights_only=False)["state_dict"])
+    else:
+        state = dict(load_checkpoint(path).state_dict)
+    own = model.state_dict()
+    for k, v in list(state.items()):
+        if k in own and v.ndim == 4 and own[k].shape[1] != v.shape[1] and v.shape[1] == 1:
+            state[k] = v.repeat(1, own[k].shape[1], 1, 1) / own[k].shape[1]
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    assert not unexpected and all(k.startswith("forest.") for k in missing), (missing, unexpected)
 
 
 def _eig2(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -521,6 +549,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=None, help="torch threads and random-forest n_jobs (default: all cores)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON-lines results file (default {DEFAULT_OUT.relative_to(ROOT)})")
     p.add_argument("--force", action="store_true", help="rerun cases already in --out")
+    p.add_argument("--start", type=Path, default=None, metavar="FILE",
+                   help="start the U-Net from these generalist weights (benchmarks/pretrain/generalist.py)")
     p.add_argument("--dry-run", action="store_true", help="list the cases and labelled fractions, train nothing")
     p.add_argument("--save", type=Path, default=None, metavar="DIR",
                    help="also write each run's foreground probabilities (and the U-Net's model) under DIR")

@@ -273,6 +273,13 @@ class TrainOptions(Options):
     weight_clip: tuple[float, float] = option((WEIGHT_MIN, WEIGHT_MAX), "Range the class weights are "
                                                                         "clipped to.",
                                               label="weight clip range")
+    start: Literal["generalist", "scratch"] = option(
+        "scratch", "Weights a new model starts from: 'scratch', random weights; 'generalist', the project's "
+                   "U-Net pretrained on public microscopy images with hand-made masks (nuclei, phase-contrast "
+                   "cells, electron microscopy), then fine-tuned on your strokes (better on some images, "
+                   "worse on others: docs/quality.md). A model being fine-tuned starts from itself; a model "
+                   "of another depth, width or normalisation starts from scratch.",
+        label="starting weights", must="generalist or scratch")
     seed: int = option(0, "Seed of the model initialisation, tile sampling, augmentation and split.", ge=0)
     validate_every: int = option(100, "Validate every this many steps (0: only at the end).", ge=0)
     checkpoint_every: int = option(0, "Write the model every this many steps (0: only at the end).", ge=0)

@@ -65,7 +65,17 @@ def test_train_writes_a_model(tmp_path: Path, fmt: str, capsys: pytest.CaptureFi
     ckpt = load_checkpoint(out)
     assert ckpt.config.depth == 2 and ckpt.config.width == 4 and ckpt.training["steps"] == 3
     assert ckpt.training["reason"] == "steps" and ckpt.normalization is not None
-    assert f"wrote {out} (3 steps, ended by steps" in capsys.readouterr().out
+    assert f"wrote {out} (3 steps from scratch, ended by steps" in capsys.readouterr().out
+
+
+def test_train_says_when_the_generalist_cannot_be_the_start(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    image, scrib = write_inputs(tmp_path)
+    out = tmp_path / "m.safetensors"
+    args = parse(["--image", str(image), "--scribbles", str(scrib), "--out", str(out), "--steps", "2",
+                  "--width", "4", "--batch-size", "2", "--device", "cpu", "--quiet", "--start", "generalist"])
+    assert run_train(args) == 0
+    assert "2 steps from scratch (the architecture differs: width 4 (generalist: 16))" in capsys.readouterr().out
+    assert load_checkpoint(out).training["start"].startswith("scratch (the architecture differs")
 
 
 def test_time_budget_classes_and_finetune(tmp_path: Path) -> None:

@@ -32,7 +32,7 @@ from ._config_form import ConfigForm
 from ._controller import Controller
 from ._plot import LivePlot
 
-TRAIN_FIELDS = ["steps", "batch_size", "lr", "tile", "validate_every", "checkpoint_every", "fg_share",
+TRAIN_FIELDS = ["start", "steps", "batch_size", "lr", "tile", "validate_every", "checkpoint_every", "fg_share",
                 "val_share", "consistency", "edge_weight", "loss", "seed", "device"]
 MODEL_FIELDS = ["depth", "width", "norm", "filter_bank", "pixel_forest", "prior_shift", "snap_borders"]
 DEFAULT_TIME_BUDGET = int(INTERACTIVE_TRAINING["time_budget"])

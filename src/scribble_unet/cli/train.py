@@ -26,7 +26,7 @@ MODEL_OPTIONS = ("depth", "width", "filter_bank", "pixel_forest", "prior_shift")
 """Architecture options of ``train`` (the rest comes from the image, ``--classes`` or ``--init``)."""
 TRAIN_OPTIONS = ("steps", "time_budget", "tile", "batch_size", "lr", "seed", "device", "fg_share",
                  "val_share", "validate_every", "checkpoint_every", "elastic", "object_diameter", "scale",
-                 "consistency", "edge_weight")
+                 "consistency", "edge_weight", "start")
 """The :class:`~scribble_unet.config.TrainOptions` fields offered on the command line."""
 
 
@@ -219,7 +219,8 @@ def run_train(args: argparse.Namespace) -> int:
     notes = finished.checkpoint.training
     val = notes.get("val_iou") or {}
     iou = _object_iou(val, model_config.class_names)
-    msg = f"wrote {args.out} ({finished.step} steps, ended by {finished.reason}; {trainer.scale_choice.describe()}"
+    msg = (f"wrote {args.out} ({finished.step} steps from {trainer.start}, ended by {finished.reason}; "
+           f"{trainer.scale_choice.describe()}")
     if notes.get("final_loss") is not None:
         msg += f"; loss {notes['final_loss']:.3f}"
     if iou is not None:
@@ -243,6 +244,7 @@ def run_summary(trainer: Any, finished: Any, stroke_iou: float | None) -> dict[s
         "seconds": round(seconds, 2),
         "steps_per_s": round(finished.step / seconds, 2) if seconds > 0 else None,
         "reason": finished.reason,
+        "start": trainer.start,
         "object_diameter_px": None if choice.diameter is None else round(choice.diameter, 1),
         "diameter_source": choice.source,
         "scale": choice.scale,

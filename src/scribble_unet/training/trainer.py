@@ -59,6 +59,7 @@ from .prepare import _load_init, check_classes_painted, check_model_fits, config
 from .prior import PriorEstimator
 from .sampler import TileSampler, check_tile, field_of_view
 from .scale import ScaleChoice, estimate_diameter, scale_for_diameter
+from .start import start_from_generalist
 from .teacher import MeanTeacher
 from .train_config import TrainConfig, scheduled_lr
 from .validate import predict_held_out, scores_per_class
@@ -165,9 +166,11 @@ class Trainer:
         self.loss_fn = ScribbleLoss(model_config.n_classes, config.loss_config, self.index.counts)
 
         self.model: UNet = build_model(model_config, seed=config.seed)
-        self.new_head = False
+        self.new_head, self.start = False, "initial model" if init is not None else "scratch"
         if init is not None:
             self.new_head = _load_init(self.model, init)
+        elif config.start == "generalist":
+            self.start = start_from_generalist(self.model)
         self.model.to(self.device)
         self._forest_stale = self.model.forest is not None  # fitted before the model is next used in eval
         self._forest_rows: ForestRows | None = None
@@ -365,6 +368,7 @@ class Trainer:
             "object_diameter": None if self.scale_choice.diameter is None else round(self.scale_choice.diameter, 1),
             "scale_source": self.scale_choice.source,
             "new_head": self.new_head,
+            "start": self.start,
             "train_config": self.config.model_dump(mode="json"),
         }
         return Checkpoint.from_model(self.model, self.normalization, notes)
