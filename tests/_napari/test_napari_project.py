@@ -109,6 +109,34 @@ def test_reopened_project_comes_back_whole_and_start_continues_its_model(make_na
     assert ctrl2.state.prediction.model_steps == 12 and "(12 steps)" in main2.predict.status.text()
 
 
+def test_starting_weights_generalist_in_advanced_starts_the_new_model_from_the_shipped_generalist(
+        make_napari_viewer, qtbot, tmp_path) -> None:
+    import torch
+
+    from scribble_unet.model.checkpoint import load_checkpoint
+    from scribble_unet.training.start import load_generalist
+
+    viewer = make_napari_viewer()
+    main = _open(viewer, tmp_path / "project", "nucleus")
+    ctrl = main.controller
+    paint_nuclei_rows(ctrl.scribble_layer, viewer.layers["nuclei instances"].data)
+    assert main.train.train_form.values()["start"] == "scratch"  # the default
+    main.train.time_spin.setValue(0)
+    for key, value in {"start": "generalist", "steps": 2, "batch_size": 2, "checkpoint_every": 0,
+                       "validate_every": 0, "device": "cpu", "tile": 64}.items():
+        main.train.train_form.set_value(key, value)
+    main.train.start()
+    qtbot.waitUntil(lambda: ctrl.trainer is not None, timeout=60_000)
+    assert ctrl.trainer.start == "generalist"
+    qtbot.waitUntil(lambda: not ctrl.is_training and ctrl.state.training.model_file is not None, timeout=120_000)
+    saved = load_checkpoint(ctrl.checkpoint_path)
+    assert saved.training["start"] == "generalist"
+    # Two steps move the weights only a little away from the generalist's (not a random start).
+    g = load_generalist().state_dict["down.0.0.weight"]
+    w = saved.state_dict["down.0.0.weight"].cpu()
+    assert not torch.equal(w, g) and float((w - g).abs().max()) < 0.05 < float(g.abs().max())
+
+
 def test_zoomed_out_the_brush_is_off_with_a_hint_and_zoomed_in_strokes_are_saved(make_napari_viewer, qtbot,
                                                                                   tmp_path) -> None:
     from scribble_unet._napari._layers import ZOOM_IN_HINT, text_overlay
