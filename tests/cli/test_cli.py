@@ -53,6 +53,19 @@ def test_tile_zero_is_whole_image_pass(tmp_path, capsys, model, image) -> None:
     assert np.abs(pa - pb).max() <= 1e-5
 
 
+def test_predict_reads_the_npy_images_train_reads(tmp_path, capsys, model, image) -> None:
+    npy = tmp_path / "img.npy"
+    np.save(npy, zarr.open_array(image, mode="r")[...])
+    a, b = str(tmp_path / "a.zarr"), str(tmp_path / "b.zarr")
+    assert run(capsys, "predict", "--model", model, "--image", image, "--out", a, "--tile", "32", "--quiet")[0] == 0
+    assert run(capsys, "predict", "--model", model, "--image", str(npy), "--out", b, "--tile", "32", "--quiet")[0] == 0
+    ma = zarr.open_group(a, mode="r")["labels/mask/0"][...]
+    assert np.array_equal(ma, zarr.open_group(b, mode="r")["labels/mask/0"][...]) and ma.shape == (90, 70)
+    # the .npy itself is never taken for an output folder
+    code, _, err = run(capsys, "predict", "--model", model, "--image", str(npy), "--out", str(npy), "--quiet")
+    assert code != 0 and "is a file, not an output folder" in err and np.load(npy).shape == (90, 70)
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -50,14 +50,14 @@ def _cmd_init_model(args: argparse.Namespace) -> int:
 
 def _cmd_predict(args: argparse.Namespace) -> int:
     from ..export.to_zarr import predict_to_zarr
-    from ..image import open_image
     from ..model.checkpoint import load_checkpoint
+    from .train import open_training_image
 
     ckpt = load_checkpoint(args.model)
     if args.workers is not None and args.scheduler:
         raise ScribbleUNetError("give either --workers or --scheduler, not both")
     diameter = _instance_diameter(args, ckpt.training)  # checked before the long prediction
-    image = open_image(args.image, channel_axis=args.channel_axis)
+    image = open_training_image(args.image, channel_axis=args.channel_axis)  # what train reads, .npy too
     res = predict_to_zarr(
         ckpt, image, args.out, tile=args.tile, probabilities=args.probabilities, workers=args.workers,
         scheduler=args.scheduler, threads=args.threads, nan_policy=args.nan_policy, device=args.device,
@@ -160,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     pr = sub.add_parser("predict", help="predict the mask of a whole image into an OME-Zarr group")
     pr.add_argument("--model", required=True)
-    pr.add_argument("--image", required=True, help="zarr array, OME-Zarr image or TIFF")
+    pr.add_argument("--image", required=True, help="zarr array, OME-Zarr image, TIFF or .npy")
     pr.add_argument("--out", required=True, help="output zarr group (resumed if it exists)")
     pr.add_argument("--tile", type=_non_negative_int, default=512,
                     help="output chunk side in px, rounded to the model's grid; 0 = one whole-image pass")
