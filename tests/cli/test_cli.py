@@ -66,6 +66,16 @@ def test_predict_reads_the_npy_images_train_reads(tmp_path, capsys, model, image
     assert code != 0 and "is a file, not an output folder" in err and np.load(npy).shape == (90, 70)
 
 
+@pytest.mark.parametrize("content", [b"not a numpy file", b"\x93NUMPY\x01\x00v\x00{'descr'"])
+def test_predict_on_an_unreadable_npy_is_one_line_and_writes_nothing(tmp_path, capsys, model, content) -> None:
+    npy = tmp_path / "broken.npy"
+    npy.write_bytes(content)
+    out = tmp_path / "p.zarr"
+    code, _, err = run(capsys, "predict", "--model", model, "--image", str(npy), "--out", str(out), "--quiet")
+    assert code != 0 and f"image {npy} is not a readable .npy array" in err
+    assert len(err.strip().splitlines()) == 1 and not out.exists()
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
