@@ -51,13 +51,13 @@ def _cmd_init_model(args: argparse.Namespace) -> int:
 def _cmd_predict(args: argparse.Namespace) -> int:
     from ..export.to_zarr import predict_to_zarr
     from ..model.checkpoint import load_checkpoint
-    from .train import open_training_image
+    from .inputs import open_cli_image
 
     ckpt = load_checkpoint(args.model)
     if args.workers is not None and args.scheduler:
         raise ScribbleUNetError("give either --workers or --scheduler, not both")
     diameter = _instance_diameter(args, ckpt.training)  # checked before the long prediction
-    image = open_training_image(args.image, channel_axis=args.channel_axis)  # what train reads, .npy too
+    image = open_cli_image(args.image, channel_axis=args.channel_axis)
     res = predict_to_zarr(
         ckpt, image, args.out, tile=args.tile, probabilities=args.probabilities, workers=args.workers,
         scheduler=args.scheduler, threads=args.threads, nan_policy=args.nan_policy, device=args.device,

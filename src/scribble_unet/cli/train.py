@@ -20,6 +20,7 @@ import numpy as np
 
 from ..config import ModelOptions, TrainOptions
 from ..errors import ScribbleUNetError
+from .inputs import open_cli_image
 from .options import add_options, default_text, given
 
 MODEL_OPTIONS = ("depth", "width", "filter_bank", "pixel_forest", "prior_shift")
@@ -104,20 +105,6 @@ def open_scribbles(path: str | Path) -> Any:
     return arr
 
 
-def open_training_image(path: str | Path, channel_axis: int | None = None) -> Any:
-    """Open the image: anything :func:`~scribble_unet.image.open_image` reads, or a ``.npy`` file."""
-    from ..image import open_image
-
-    p = Path(path)
-    if p.suffix.lower() == ".npy" and p.is_file():
-        try:
-            arr = np.load(p, mmap_mode="r", allow_pickle=False)
-        except ValueError as e:
-            raise ScribbleUNetError(f"image {p} is not a readable .npy array ({e})") from e
-        return open_image(arr, channel_axis=channel_axis, name=p.stem)
-    return open_image(str(p), channel_axis=channel_axis)
-
-
 def _object_iou(iou: dict[str, float], names: tuple[str, ...]) -> float | None:
     vals = [iou[n] for n in names if n in iou]
     return float(np.mean(vals)) if vals else None
@@ -138,7 +125,7 @@ def run_train(args: argparse.Namespace) -> int:
         config_for_init,
     )
 
-    image = open_training_image(args.image, args.channel_axis)
+    image = open_cli_image(args.image, args.channel_axis)
     scribbles = open_scribbles(args.scribbles)
     names = tuple(n.strip() for n in args.classes.split(",")) if args.classes else None
     if names is not None and (not names or any(not n for n in names)):
